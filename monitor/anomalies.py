@@ -1,0 +1,50 @@
+"""The catalogue of named anomalies: things on the wire (or in a capture) that are not as they
+should be, and that medmon counts instead of raising.
+
+Every name a stage can emit is listed here with one sentence of meaning [Zeek weirds; Suricata
+``*-events.rules``]. Each has a test that makes it fire (``tests/test_anomalies.py``). Names are
+dotted ``layer.what`` in lower snake case. They are recorded per run in the register's
+``anomalies`` table with a count and the first example.
+"""
+
+from __future__ import annotations
+
+CATALOGUE: dict[str, str] = {
+    # link layer
+    "frame.linktype_unsupported": "The frame's link type is not one medmon decodes; it is counted and skipped.",
+    "eth.truncated": "The frame is shorter than its Ethernet header.",
+    "vlan.truncated": "The frame ends inside an 802.1Q/802.1ad VLAN tag.",
+    "mpls.truncated": "The frame ends inside an MPLS label stack.",
+    "sll.truncated": "The frame is shorter than its Linux cooked-capture (SLL/SLL2) header.",
+    "null.unknown_family": "A BSD loopback/null header names an address family other than IPv4/IPv6.",
+    "nflog.bad_tlv": "An NFLOG TLV has a length that runs past the frame or below its own header.",
+    "nflog.no_payload": "An NFLOG frame carries no packet payload TLV.",
+    "pktap.bad_header": "An Apple PKTAP header length is shorter than the header or runs past the frame.",
+    # network layer
+    "ipv4.truncated": "The frame ends inside the IPv4 header.",
+    "ipv4.bad_header_length": "The IPv4 IHL field is below 5 words or runs past the captured bytes.",
+    "ipv4.bad_total_length": "The IPv4 total length is smaller than the IPv4 header itself.",
+    "ipv6.truncated": "The frame ends inside the IPv6 header or one of its extension headers.",
+    "ip.bad_version": "The IP version nibble is neither 4 nor 6 where an IP packet was expected.",
+    "ip.fragment_orphan": "A non-first IP fragment arrived with no first fragment to attribute it to.",
+    "ip.fragment_overlap": "IP fragments overlap with different contents; the first copy is kept.",
+    "ip.fragment_timeout": "An IP datagram was still incomplete when its reassembly timed out.",
+    # transport layer
+    "tcp.truncated": "The frame ends inside the TCP header (snaplen); the fields present are used.",
+    "tcp.bad_header_length": "The TCP data offset is below 5 words or beyond the packet.",
+    "udp.truncated": "The frame ends inside the UDP header.",
+    "udp.bad_length": "The UDP length field is below 8 or larger than the IP payload.",
+    "icmp.truncated": "The frame ends inside the ICMP/ICMPv6 header.",
+    # streams
+    "tcp.stream_gap": "TCP bytes never arrived (capture loss); the stream skipped over the gap.",
+    "tcp.stream_buffer_full": "Out-of-order TCP data exceeded the per-stream buffer; the stream skipped ahead.",
+    "tcp.stream_overlap_mismatch": "A retransmitted TCP segment carried different bytes than the first copy.",
+    "tcp.stream_analyzer_error": "A protocol analyzer raised on a stream's bytes (a bug); the flow's analysis stopped there.",
+    # flows
+    "flow.evicted": "The flow table was full; the least recently seen flows were flushed early.",
+}
+
+
+def describe(name: str) -> str:
+    """The one-sentence meaning of anomaly ``name`` (KeyError if it is not catalogued)."""
+    return CATALOGUE[name]

@@ -1,0 +1,314 @@
+"""medmon's Python API: what each CLI command calls [sqlite-utils db.py].
+
+The CLI (``monitor.cli``) only parses arguments and formats output; everything it does is a
+call to a function here, usable from Python as well::
+
+    from monitor import api
+    result = api.replay(["pcaps/"], db="medmon.duckdb")
+    print(result.run_id, result.packets, result.flows)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from monitor import anomalies as anomaly_catalogue
+from monitor.decode import LINKTYPE_NAMES
+from monitor.flows import PROTO_NAMES, Flow, FlowConfig, FlowTable, TableStats, ip_text, mac_text
+from monitor.parsers import REGISTRY
+from monitor.register import RegisterError, open_register
+from monitor.register.ingest import RunWriter, recorded_captures
+from monitor.source import CaptureError, CaptureReader, FileStats, expand_paths, file_digest
+from monitor.source import merge_frames as _merge_frames
+from monitor.streams import StreamManager
+
+log = logging.getLogger("medmon")
+
+DEFAULT_DB = "medmon.duckdb"
+
+
+def default_db() -> str:
+    """The register path: ``$MEDMON_DB`` or ``medmon.duckdb`` in the working directory."""
+    return os.environ.get("MEDMON_DB") or DEFAULT_DB
+
+
+class InputError(Exception):
+    """Nothing could be read from the inputs. ``str()`` holds one line per problem."""
+
+
+@dataclass
+class ReplayResult:
+    """What a replay did."""
+
+    run_id: int | None = None  #: the run recorded, None when nothing new was read
+    packets: int = 0
+    bytes: int = 0
+    flows: int = 0
+    duplicates: int = 0
+    skipped_frames: int = 0
+    seconds: float = 0.0
+    files: list[FileStats] = field(default_factory=list)  #: captures read in this run
+    already_recorded: list[tuple[str, int]] = field(default_factory=list)  #: (path, run id)
+    errors: list[str] = field(default_factory=list)  #: inputs that could not be read at all
+    warnings: list[str] = field(default_factory=list)  #: damage found while reading
+    anomalies: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def packets_per_second(self) -> float:
+        """Throughput of the whole run."""
+        return self.packets / self.seconds if self.seconds > 0 else 0.0
+
+
+ProgressFn = Callable[[TableStats, int], None]
+
+
+def flow_row(run_id: int, f: Flow) -> tuple[Any, ...]:
+    """A flow as a row of the ``flows`` table (column order of ``records.Flow``)."""
+    return (
+        run_id,
+        f.uid,
+        f.first_ns,
+        f.last_ns,
+        PROTO_NAMES.get(f.proto) or str(f.proto),
+        ip_text(f.client_ip),
+        f.client_port,
+        ip_text(f.server_ip),
+        f.server_port,
+        f.vlan,
+        f.app,
+        f.packets_to_server,
+        f.packets_to_client,
+        f.bytes_to_server,
+        f.bytes_to_client,
+        f.payload_to_server,
+        f.payload_to_client,
+        f.state or None,
+        f.end_reason,
+        mac_text(f.client_mac) or None,
+        mac_text(f.server_mac) or None,
+    )
+
+
+def replay(
+    paths: Sequence[str],
+    *,
+    db: str | None = None,
+    force: bool = False,
+    progress: ProgressFn | None = None,
+    config: FlowConfig | None = None,
+    stdin: Any = None,
+) -> ReplayResult:
+    """Analyse capture files or directories (``-`` for standard input) into the register.
+
+    One run, one transaction. Captures already recorded (same SHA-256) are skipped unless
+    ``force``. Raises :class:`InputError` when no input could be read at all and
+    :class:`~monitor.register.RegisterError` when the register cannot be used.
+    """
+    result = ReplayResult()
+    files, errors = expand_paths(paths)
+    result.errors.extend(errors)
+    dbpath = db or default_db()
+
+    digests: dict[str, str] = {}
+    for path in files:
+        if path == "-":
+            continue
+        try:
+            digests[path] = file_digest(path)
+        except OSError as e:
+            result.errors.append(f"{path}: {e.strerror or e}")
+    with open_register(dbpath) as reg:
+        known = {} if force else recorded_captures(reg, sorted(set(digests.values())))
+        readers: list[CaptureReader] = []
+        seen: set[str] = set()
+        for path in files:
+            if path != "-" and path not in digests:
+                continue
+            digest = digests.get(path)
+            if digest is not None:
+                if digest in known:
+                    result.already_recorded.append((path, known[digest]))
+                    continue
+                if digest in seen:
+                    continue  # the same capture twice on one command line
+                seen.add(digest)
+            try:
+                readers.append(CaptureReader(path, stdin=stdin if path == "-" else None))
+            except CaptureError as e:
+                result.errors.append(str(e))
+        if not readers:
+            for r in readers:
+                r.close()
+            if result.errors:
+                raise InputError("\n".join(result.errors))
+            return result
+        _run(reg, readers, result, paths, force, progress, config)
+    return result
+
+
+def _run(
+    reg: Any,
+    readers: list[CaptureReader],
+    result: ReplayResult,
+    paths: Sequence[str],
+    force: bool,
+    progress: ProgressFn | None,
+    config: FlowConfig | None,
+) -> None:
+    started = time.perf_counter()
+    with RunWriter(reg) as writer:
+        run_id = writer.begin(source=" ".join(paths), command="replay")
+        warned: set[int] = set()
+
+        def unsupported(linktype: int) -> None:
+            if linktype in warned:
+                return
+            warned.add(linktype)
+            where = ", ".join(r.stats.path for r in readers if linktype in r.stats.linktypes)
+            name = LINKTYPE_NAMES.get(linktype, "unknown")
+            log.warning(
+                "%s: link type %d (%s) is not supported; its frames are counted and skipped",
+                where or "input",
+                linktype,
+                name,
+            )
+
+        def flow_sink(f: Flow) -> None:
+            writer.add("flows", flow_row(run_id, f))
+
+        stream_anomalies: dict[str, int] = {}
+
+        def stream_anomaly(name: str, flow_uid: str | None, detail: str | None) -> None:
+            stream_anomalies[name] = stream_anomalies.get(name, 0) + 1
+
+        streams = StreamManager(REGISTRY, emit=writer.add_record, anomaly=stream_anomaly)
+        table = FlowTable(
+            flow_sink, streams=streams, config=config, on_unsupported=unsupported
+        )
+        try:
+            table.process(_merge_frames(readers), progress=progress)
+            table.flush()
+        finally:
+            for r in readers:
+                r.close()
+        stats = table.stats
+        for r in readers:
+            result.files.append(r.stats)
+            result.warnings.extend(r.stats.warnings)
+        stdin_stats = [s for s in result.files if s.path == "-"]
+        if stdin_stats and not force:
+            known = recorded_captures(reg, [stdin_stats[0].sha256])
+            if known and len(result.files) == 1:
+                writer.rollback()
+                result.already_recorded.append(("-", known[stdin_stats[0].sha256]))
+                return
+        for s in result.files:
+            writer.add(
+                "captures",
+                (
+                    run_id,
+                    s.path,
+                    s.sha256,
+                    s.size,
+                    s.format,
+                    s.packets,
+                    s.bytes,
+                    s.first_ts_ns,
+                    s.last_ts_ns,
+                    sorted(s.linktypes),
+                    list(s.warnings),
+                ),
+            )
+        counts = dict(stats.anomalies)
+        for name, n in stream_anomalies.items():
+            counts[name] = counts.get(name, 0) + n
+        for name, n in sorted(counts.items()):
+            first = stats.anomaly_first.get(name, (None, None))
+            if name not in anomaly_catalogue.CATALOGUE:
+                log.debug("uncatalogued anomaly %s", name)
+            writer.add("anomalies", (run_id, name, n, first[0], first[1]))
+        skipped = sum(stats.unsupported.values())
+        writer.finish_run(
+            packets=stats.packets,
+            bytes=stats.bytes,
+            duplicates=stats.duplicates,
+            skipped=skipped,
+            flows=stats.flows,
+            first_ts=_ns_to_dt(stats.first_ns),
+            last_ts=_ns_to_dt(stats.last_ns),
+        )
+        writer.commit()
+    result.run_id = run_id
+    result.packets = stats.packets
+    result.bytes = stats.bytes
+    result.flows = stats.flows
+    result.duplicates = stats.duplicates
+    result.skipped_frames = skipped
+    result.anomalies = counts
+    result.seconds = time.perf_counter() - started
+
+
+def _ns_to_dt(ns: int | None) -> Any:
+    if ns is None:
+        return None
+    from datetime import UTC, datetime, timedelta
+
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)
+
+
+#: Columns ``medmon flows`` shows in a table (all columns go to json/csv).
+FLOW_TABLE_COLUMNS = (
+    "first_seen",
+    "proto",
+    "client_ip",
+    "client_port",
+    "server_ip",
+    "server_port",
+    "vlan",
+    "app",
+    "state",
+    "packets_to_server",
+    "packets_to_client",
+    "bytes_to_server",
+    "bytes_to_client",
+)
+
+
+def flows(
+    *, db: str | None = None, run_id: int | None = None, limit: int | None = None
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The recorded flows (of one run, or all), oldest first: (column names, rows)."""
+    with open_register(db or default_db(), read_only=True) as reg:
+        sql = "SELECT * FROM flows"
+        params: list[Any] = []
+        if run_id is not None:
+            sql += " WHERE run_id = ?"
+            params.append(run_id)
+        sql += " ORDER BY first_seen, flow_uid"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return reg.query(sql, params)
+
+
+def runs(*, db: str | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The recorded runs, newest last."""
+    with open_register(db or default_db(), read_only=True) as reg:
+        return reg.query("SELECT * FROM runs ORDER BY run_id")
+
+
+__all__ = [
+    "DEFAULT_DB",
+    "InputError",
+    "RegisterError",
+    "ReplayResult",
+    "default_db",
+    "flows",
+    "replay",
+    "runs",
+]

@@ -1,0 +1,341 @@
+"""The ``medmon`` command line (click). It parses arguments, calls :mod:`monitor.api` and
+formats the result; nothing else [sqlite-utils cli.py].
+
+Exit codes: 0 done, 1 findings over a threshold when asked (``--fail-on``), 2 bad input or
+usage. Bad input is one line on stderr naming the file and the fault; a traceback only with
+``--debug``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import click
+
+from monitor import __version__, api
+from monitor.register import RegisterError
+from monitor.source import CaptureError
+
+log = logging.getLogger("medmon")
+
+
+# ---------------------------------------------------------------- logging
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line, for forwarding to a SIEM."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(
+            {
+                "ts": datetime.fromtimestamp(record.created).astimezone().isoformat(),
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "message": record.getMessage(),
+            },
+            ensure_ascii=False,
+        )
+
+
+class _TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        level = record.levelname.lower()
+        return f"medmon: {level}: {record.getMessage()}"
+
+
+def _setup_logging(log_format: str, debug: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter() if log_format == "json" else _TextFormatter())
+    root = logging.getLogger("medmon")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    root.propagate = False
+
+
+# ---------------------------------------------------------------- shared options
+
+
+def db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--db FILE``, the same on every command."""
+    return click.option(
+        "--db",
+        "db",
+        metavar="FILE",
+        envvar="MEDMON_DB",
+        default=api.DEFAULT_DB,
+        show_default=True,
+        help="The register (DuckDB file). Also MEDMON_DB.",
+    )(fn)
+
+
+def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--format table|json|csv``, the same on every listing command."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["table", "json", "csv"]),
+        default="table",
+        show_default=True,
+        help="table for people; json (an array of objects keyed by column) or csv for tools.",
+    )(fn)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+def emit_rows(
+    names: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    fmt: str,
+    table_columns: Sequence[str] | None = None,
+    title: str | None = None,
+) -> None:
+    """Write rows to stdout as a rich table, a JSON array of objects, or CSV."""
+    out = click.get_text_stream("stdout")
+    if fmt == "json":
+        objs = [{n: _jsonable(v) for n, v in zip(names, row, strict=True)} for row in rows]
+        out.write(json.dumps(objs, indent=2, ensure_ascii=False) + "\n")
+        return
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(names)
+        for row in rows:
+            w.writerow(["" if v is None else _jsonable(v) for v in row])
+        out.write(buf.getvalue())
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    cols = list(table_columns or names)
+    idx = [list(names).index(c) for c in cols]
+    table = Table(title=title, show_lines=False, header_style="bold")
+    for c in cols:
+        table.add_column(c, overflow="fold")
+    for row in rows:
+        table.add_row(*("" if row[i] is None else _fmt_cell(row[i]) for i in idx))
+    Console(file=out, soft_wrap=False).print(table)
+    if not rows:
+        click.echo("(no rows)", err=True)
+
+
+def _fmt_cell(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}" if abs(value) >= 10000 else str(value)
+    return str(value)
+
+
+# ---------------------------------------------------------------- the group
+
+
+class _Group(click.Group):
+    """Turns known errors into one line on stderr and exit code 2 (--debug: the traceback)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (RegisterError, CaptureError, api.InputError) as e:
+            if (ctx.obj or {}).get("debug"):
+                raise
+            for line in str(e).splitlines():
+                click.echo(f"medmon: error: {line}", err=True)
+            ctx.exit(2)
+        except KeyboardInterrupt:
+            click.echo("medmon: interrupted; nothing from this run was recorded", err=True)
+            ctx.exit(130)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as e:
+            if (ctx.obj or {}).get("debug"):
+                raise
+            click.echo(
+                f"medmon: internal error: {type(e).__name__}: {e} (--debug shows the traceback)",
+                err=True,
+            )
+            ctx.exit(70)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="medmon")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per log line, for a SIEM.",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logging.")
+@click.pass_context
+def cli(ctx: click.Context, log_format: str, debug: bool) -> None:
+    """medmon: a passive network monitor for hospital networks.
+
+    It reads captures (or, later, a SPAN port), finds the conversations, DICOM and HL7 traffic
+    and devices in them, and keeps what it learns in a DuckDB register.
+
+    Example:
+
+        medmon replay pcaps/ && medmon flows
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    _setup_logging(log_format, debug)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@db_option
+@click.option("--force", is_flag=True, help="Replay captures already recorded (same SHA-256).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
+@click.option(
+    "--max-flows",
+    type=click.IntRange(min=1000),
+    default=None,
+    help="Live flows held before the least recently seen are flushed [250000].",
+)
+def replay(paths: tuple[str, ...], db: str, force: bool, quiet: bool, max_flows: int | None) -> None:
+    """Analyse captures into the register.
+
+    PATH is a pcap or pcapng file (also gzip-compressed), a directory (searched recursively;
+    its captures are merged in time order), or - for standard input. A capture already in the
+    register (same content) is skipped unless --force. One run is one transaction: an
+    interrupted replay records nothing.
+
+    Example:
+
+        medmon replay pcaps/ --db site.duckdb
+    """
+    from monitor.flows import FlowConfig
+
+    show = not quiet and sys.stderr.isatty()
+    config = FlowConfig(max_flows=max_flows) if max_flows else None
+    progress_ctx = _Progress() if show else None
+    try:
+        if progress_ctx is not None:
+            with progress_ctx:
+                result = api.replay(
+                    paths, db=db, force=force, progress=progress_ctx.update, config=config
+                )
+        else:
+            result = api.replay(paths, db=db, force=force, config=config)
+    except api.InputError as e:
+        for line in str(e).splitlines():
+            click.echo(f"medmon: error: {line}", err=True)
+        raise click.exceptions.Exit(2) from None
+    for line in result.errors:
+        click.echo(f"medmon: error: {line}", err=True)
+    for line in result.warnings:
+        click.echo(f"medmon: warning: {line}", err=True)
+    for path, run_id in result.already_recorded:
+        if not quiet:
+            click.echo(
+                f"medmon: {path}: already recorded in run {run_id}; skipped (--force replays it)",
+                err=True,
+            )
+    if result.run_id is not None and not quiet:
+        mb = result.bytes / 1e6
+        msg = (
+            f"run {result.run_id}: {result.packets:,} packets ({mb:,.1f} MB) from "
+            f"{len(result.files)} capture(s), {result.flows:,} flows, "
+            f"{result.duplicates:,} duplicates, in {result.seconds:.2f} s "
+            f"({result.packets_per_second:,.0f} packets/s) -> {db}"
+        )
+        if sys.stderr.isatty():
+            click.echo(msg, err=True)
+        else:
+            log.debug(msg)
+
+
+class _Progress:
+    """A rich progress display on stderr: packets, packets/s, bytes, flows."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self._task = self._progress.add_task("reading", total=None)
+        self._start = 0.0
+
+    def __enter__(self) -> _Progress:
+        import time
+
+        self._start = time.perf_counter()
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.__exit__(None, None, None)
+
+    def update(self, stats: Any, live_flows: int) -> None:
+        import time
+
+        elapsed = max(time.perf_counter() - self._start, 1e-9)
+        self._progress.update(
+            self._task,
+            description=(
+                f"{stats.packets:,} packets  {stats.packets / elapsed:,.0f} pkt/s  "
+                f"{stats.bytes / 1e6:,.1f} MB  {stats.flows + live_flows:,} flows"
+            ),
+        )
+
+
+@cli.command()
+@db_option
+@output_options
+@click.option("--run", "run_id", type=int, default=None, help="Only this run's flows.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many rows.")
+def flows(db: str, fmt: str, run_id: int | None, limit: int | None) -> None:
+    """The conversations seen: client, server, application, packets and bytes each way.
+
+    Example:
+
+        medmon flows --format json
+    """
+    names, rows = api.flows(db=db, run_id=run_id, limit=limit)
+    emit_rows(names, rows, fmt, api.FLOW_TABLE_COLUMNS, title="flows")
+
+
+@cli.command()
+@db_option
+@output_options
+def runs(db: str, fmt: str) -> None:
+    """The runs recorded: sources, times, packets, duplicates, flows.
+
+    Example:
+
+        medmon runs --format csv
+    """
+    names, rows = api.runs(db=db)
+    cols = ("run_id", "started_at", "command", "source", "packets", "duplicates", "flows")
+    emit_rows(names, rows, fmt, cols, title="runs")
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the CLI (the ``medmon`` console script)."""
+    cli.main(args=list(argv) if argv is not None else None, prog_name="medmon")

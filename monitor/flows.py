@@ -1,0 +1,521 @@
+"""The bidirectional flow table: one :class:`Flow` per conversation, client = initiator.
+
+Every decoded packet lands here once. The table counts it into its flow, keeps TCP facts (SYN
+sequence numbers, flags each side sent), and hands TCP payload of flows that may interest a
+protocol parser to :mod:`monitor.streams`. Flows end by idle timeout (per protocol), absolute
+timeout, a short linger after FIN from both sides or a RST, eviction when the table is full
+(least recently seen first), or the end of input; each ended flow goes to the ``sink`` once.
+
+Who is the client [Zeek ``conn_id`` orig/resp]:
+- TCP: the side that sent the SYN; a SYN-ACK seen first makes its receiver the client;
+  mid-stream (SPAN joined late), the side with the ephemeral port (see :func:`_client_is_src`).
+- UDP and others: the first sender, unless it sent from a service port to an ephemeral one
+  (a response seen before its request).
+- ICMP/ICMPv6: the first sender, unless its message is a reply (echo reply, 0 / 129).
+
+SPAN duplicates: a mirror port often delivers the same packet twice, once per VLAN leg, the
+copy with a lower TTL, other MACs and maybe another VLAN tag. The flow key holds no VLAN, MAC
+or TTL, so both copies land in one flow, and a packet whose signature (addresses, IP id, IP
+length, L4 checksum, TCP seq/ack) was seen within ``dedup_window`` is counted once (as
+``duplicates`` in the run's totals) and not passed on. A genuine TCP retransmission differs in
+IP id or checksum (new TSval) and arrives after a retransmission timeout, so it is not taken
+for a copy.
+
+IP fragments: the first fragment carries the ports and is counted into its flow; later
+fragments are attributed to the same flow through ``(src, dst, proto, ip id)``. A later
+fragment whose first fragment was not seen is the anomaly ``ip.fragment_orphan``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import struct
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from monitor.decode import (
+    ACK,
+    FIN,
+    FRAG_LATER,
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    PROTO_TCP,
+    PROTO_UDP,
+    RST,
+    SYN,
+    decode,
+)
+
+NS = 1_000_000_000
+
+# Ethernet + IPv4 (IHL 5) + TCP from offset 16: total length, id, flags/fragment offset, ttl,
+# (protocol, checksum skipped), src, dst, sport, dport, seq, ack, data offset, flags, (window),
+# checksum.
+_ETH_IPV4_TCP = struct.Struct("!HHHB3x4s4sHHIIBBxxH").unpack_from
+
+PROTO_NAMES = {PROTO_TCP: "tcp", PROTO_UDP: "udp", PROTO_ICMP: "icmp", PROTO_ICMPV6: "icmp6"}
+_ICMP_REPLIES = frozenset((0, 14, 16, 18, 129))  # echo/timestamp/info/mask replies, ICMPv6 echo
+
+
+@dataclass
+class FlowConfig:
+    """Timeouts and bounds of the flow table. Times are seconds of capture time."""
+
+    tcp_idle: float = 900.0  #: an established TCP flow with no packet for this long ends
+    udp_idle: float = 60.0  #: UDP flows end after this much silence
+    other_idle: float = 60.0  #: ICMP and other protocols
+    closed_linger: float = 5.0  #: after FIN from both sides or a RST, the flow ends this late
+    absolute: float = 86400.0  #: no flow lives longer than this; later packets start a new one
+    max_flows: int = 250_000  #: live flows held; beyond, the least recently seen are flushed
+    dedup_window: float = 0.05  #: a packet seen again within this is a SPAN duplicate
+    service_ports: frozenset[int] = frozenset()  #: ports above 1023 that still mark a server
+
+
+class Flow:
+    """One conversation. Counters are per direction; ``client`` is the initiator."""
+
+    __slots__ = (
+        "app",
+        "bytes_to_client",
+        "bytes_to_server",
+        "client_ip",
+        "client_mac",
+        "client_port",
+        "end_reason",
+        "first_ns",
+        "flags_client",
+        "flags_server",
+        "isn_client",
+        "isn_server",
+        "key",
+        "last_ns",
+        "packets_to_client",
+        "packets_to_server",
+        "payload_to_client",
+        "payload_to_server",
+        "proto",
+        "server_ip",
+        "server_mac",
+        "server_port",
+        "stream",
+        "uid",
+        "vlan",
+    )
+
+    def __init__(
+        self,
+        key: tuple[Any, ...],
+        proto: int,
+        client_ip: bytes,
+        client_port: int,
+        server_ip: bytes,
+        server_port: int,
+        vlan: int | None,
+        ts_ns: int,
+    ) -> None:
+        self.key = key
+        self.proto = proto
+        self.client_ip = client_ip
+        self.client_port = client_port
+        self.server_ip = server_ip
+        self.server_port = server_port
+        self.vlan = vlan
+        self.first_ns = ts_ns
+        self.last_ns = ts_ns
+        self.uid = flow_uid(proto, client_ip, client_port, server_ip, server_port, ts_ns)
+        self.packets_to_server = 0
+        self.packets_to_client = 0
+        self.bytes_to_server = 0
+        self.bytes_to_client = 0
+        self.payload_to_server = 0
+        self.payload_to_client = 0
+        self.flags_client = 0
+        self.flags_server = 0
+        self.isn_client: int | None = None
+        self.isn_server: int | None = None
+        self.client_mac = b""
+        self.server_mac = b""
+        self.app: str | None = None
+        # None: undecided; False: no parser wants it; anything else: streams' per-flow state.
+        self.stream: Any = None if proto == PROTO_TCP else False
+        self.end_reason = ""
+
+    @property
+    def state(self) -> str:
+        """TCP state from the flags each side sent (Zeek-like, coarse)."""
+        if self.proto != PROTO_TCP:
+            return ""
+        fc, fs = self.flags_client, self.flags_server
+        if (fc | fs) & RST:
+            return "reset"
+        if fc & FIN and fs & FIN:
+            return "closed"
+        if fc & SYN and fs & SYN and fs & ACK:
+            return "established"
+        if fc & SYN and not fs:
+            return "attempted"
+        if self.packets_to_server and self.packets_to_client:
+            return "established" if (fc | fs) & ACK else "partial"
+        return "partial"
+
+
+def flow_uid(
+    proto: int, client_ip: bytes, client_port: int, server_ip: bytes, server_port: int, ts_ns: int
+) -> str:
+    """A flow's id: deterministic from its 5-tuple and first packet time, so that replaying the
+    same capture gives the same ids (golden files stay stable). 'C' + 16 base32 characters."""
+    h = hashlib.blake2b(digest_size=10)
+    h.update(b"%d|%d|%d|%d|" % (proto, client_port, server_port, ts_ns))
+    h.update(client_ip)
+    h.update(server_ip)
+    return "C" + _b32(h.digest())
+
+
+_B32 = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford's alphabet: no i, l, o, u
+
+
+def _b32(raw: bytes) -> str:
+    n = int.from_bytes(raw, "big")
+    out = []
+    for _ in range(len(raw) * 8 // 5):
+        out.append(_B32[n & 31])
+        n >>= 5
+    return "".join(out)
+
+
+def ip_text(raw: bytes) -> str:
+    """An address's text form ('' for none)."""
+    if len(raw) == 4:
+        return socket.inet_ntop(socket.AF_INET, raw)
+    if len(raw) == 16:
+        return socket.inet_ntop(socket.AF_INET6, raw)
+    return ""
+
+
+def mac_text(raw: bytes) -> str:
+    """A MAC address as lower-case colon-separated hex ('' for none)."""
+    return raw.hex(":") if raw else ""
+
+
+@dataclass
+class TableStats:
+    """What the flow table saw, for the run's totals."""
+
+    packets: int = 0  #: frames read
+    bytes: int = 0  #: sum of their original (wire) lengths
+    duplicates: int = 0  #: SPAN duplicates counted once
+    non_ip: int = 0  #: frames with no IP (ARP, other ethertypes)
+    no_flow: int = 0  #: IP frames that could not be put in a flow (truncated before the ports)
+    fragments: int = 0  #: IP fragments seen
+    unsupported: Counter[int] = field(default_factory=Counter)  #: frames per unsupported linktype
+    anomalies: Counter[str] = field(default_factory=Counter)  #: counts per anomaly name
+    anomaly_first: dict[str, tuple[int, int]] = field(default_factory=dict)  #: name -> (ts, frame)
+    flows: int = 0  #: flows ended and handed to the sink
+    evicted: int = 0  #: flows flushed early because the table was full
+    first_ns: int | None = None
+    last_ns: int | None = None
+
+
+class FlowTable:
+    """Turns frames into flows. ``sink`` receives each ended :class:`Flow` exactly once."""
+
+    def __init__(
+        self,
+        sink: Callable[[Flow], None],
+        *,
+        streams: Any = None,
+        config: FlowConfig | None = None,
+        on_unsupported: Callable[[int], None] | None = None,
+    ) -> None:
+        self.sink = sink
+        self.streams = streams
+        self.config = config or FlowConfig()
+        self.on_unsupported = on_unsupported
+        self.flows: dict[tuple[Any, ...], Flow] = {}
+        self.stats = TableStats()
+        self._frags: dict[tuple[Any, ...], tuple[Flow, int]] = {}
+        self._recent: dict[tuple[Any, ...], int] = {}
+        self._older: dict[tuple[Any, ...], int] = {}
+        self._rotate_at = 0
+        self._sweep_at_ns = 0
+        self._sweep_after_packets = 0
+
+    # The hot loop. Everything per packet is inlined here on purpose: a Python function call
+    # costs as much as decoding a header, and this runs for every packet of a capture.
+    def process(
+        self,
+        frames: Iterable[tuple[int, int, bytes, int]],
+        progress: Callable[[TableStats, int], None] | None = None,
+        progress_every: int = 1 << 16,
+    ) -> None:
+        """Count every frame of ``frames`` into the table."""
+        cfg = self.config
+        stats = self.stats
+        flows = self.flows
+        flows_get = flows.get
+        frags = self._frags
+        streams = self.streams
+        stream_tcp = streams.tcp if streams is not None else None
+        window = int(cfg.dedup_window * NS)
+        recent = self._recent
+        older = self._older
+        rotate_at = self._rotate_at
+        anomalies = stats.anomalies
+        service_ports = cfg.service_ports
+        max_flows = cfg.max_flows
+        npk = stats.packets
+        nbytes = stats.bytes
+        next_progress = npk + progress_every
+        sweep_at = self._sweep_at_ns
+        sweep_after = self._sweep_after_packets
+        last_ts = stats.last_ns or 0
+        first_ts = stats.first_ns if stats.first_ns is not None else 1 << 62
+        absolute_ns = int(cfg.absolute * NS)
+        for ts, linktype, data, wirelen in frames:
+            npk += 1
+            nbytes += wirelen
+            if ts > last_ts:
+                last_ts = ts
+            if ts < first_ts:
+                first_ts = ts
+            # Fast path for untagged Ethernet + IPv4 without options + TCP, most of the traffic:
+            # one struct call instead of decode()'s call, tuple and unpacking, which together
+            # cost more than the decoding. tests/test_flows.py checks it agrees with decode().
+            if (
+                linktype == 1
+                and len(data) >= 54
+                and data[14] == 0x45
+                and data[12] == 8
+                and data[13] == 0
+                and data[23] == 6
+            ):
+                (ip_len, ip_id, frag, _ttl, src, dst, sport, dport, seq, ack, hlen, flags,
+                 csum) = _ETH_IPV4_TCP(data, 16)  # fmt: skip
+                hlen = (hlen >> 4) << 2
+                end = 14 + ip_len
+                if end > len(data):
+                    end = len(data)
+                plen = end - 34 - hlen
+                if frag & 0x3FFF or hlen < 20 or plen < 0 or ip_len < 20:
+                    frag = -1  # not for the fast path after all
+                else:
+                    frag = 0
+                    proto = 6
+                    poff = 34 + hlen
+                    vlan = None
+                    smac = data[6:12]
+                    dmac = data[0:6]
+            else:
+                frag = -1
+            if frag:
+                p = decode(linktype, data)
+                if p is None:
+                    stats.unsupported[linktype] += 1
+                    if self.on_unsupported is not None and stats.unsupported[linktype] == 1:
+                        self.on_unsupported(linktype)
+                    continue
+                (smac, dmac, vlan, _etype, ipv, src, dst, proto, _ttl, ip_id, frag, sport, dport,
+                 flags, seq, ack, csum, _l4off, poff, plen, ip_len, anomaly) = p  # fmt: skip
+                if anomaly is not None:
+                    anomalies[anomaly] += 1
+                    if anomaly not in stats.anomaly_first:
+                        stats.anomaly_first[anomaly] = (ts, npk)
+                if not ipv:
+                    stats.non_ip += 1
+                    continue
+            # SPAN duplicates: the same IP packet again within the window. Two generations of
+            # signatures, rotated every window, bound the memory.
+            if ts >= rotate_at:
+                older = recent
+                recent = {}
+                rotate_at = ts + window
+            sig = (src, dst, ip_id, ip_len, csum, seq, ack, frag)
+            prev = recent.get(sig)
+            if prev is None:
+                prev = older.get(sig)
+            if prev is not None and ts - prev <= window:
+                stats.duplicates += 1
+                continue
+            recent[sig] = ts
+            if frag:
+                stats.fragments += 1
+                if frag == FRAG_LATER:
+                    hit = frags.get((src, dst, proto, ip_id))
+                    if hit is None:
+                        anomalies["ip.fragment_orphan"] += 1
+                        if "ip.fragment_orphan" not in stats.anomaly_first:
+                            stats.anomaly_first["ip.fragment_orphan"] = (ts, npk)
+                        stats.no_flow += 1
+                        continue
+                    f = hit[0]
+                    if f.key not in flows:  # the flow ended meanwhile
+                        stats.no_flow += 1
+                        continue
+                    f.last_ns = ts
+                    if src == f.client_ip:
+                        f.packets_to_server += 1
+                        f.bytes_to_server += wirelen
+                        f.payload_to_server += plen
+                    else:
+                        f.packets_to_client += 1
+                        f.bytes_to_client += wirelen
+                        f.payload_to_client += plen
+                    continue
+            if sport < 0:
+                stats.no_flow += 1
+                continue
+            if proto == 6 or proto == 17:
+                kport_s, kport_d = sport, dport
+            else:  # ICMP type/code and other protocols: one flow per address pair
+                kport_s = kport_d = 0
+            if src < dst or (src == dst and kport_s <= kport_d):
+                key = (src, dst, kport_s, kport_d, proto)
+            else:
+                key = (dst, src, kport_d, kport_s, proto)
+            f = flows_get(key)
+            if f is not None and ts - f.first_ns > absolute_ns:
+                self._end(f, "absolute")
+                f = None
+            if f is None:
+                if _client_is_src(proto, flags, sport, dport, service_ports):
+                    f = Flow(key, proto, src, sport, dst, dport, vlan, ts)
+                    f.client_mac, f.server_mac = smac, dmac
+                else:
+                    f = Flow(key, proto, dst, dport, src, sport, vlan, ts)
+                    f.client_mac, f.server_mac = dmac, smac
+                flows[key] = f
+                if len(flows) > max_flows:
+                    self._evict(ts)
+            else:
+                f.last_ns = ts
+            if frag:
+                frags[(src, dst, proto, ip_id)] = (f, ts)
+            if src == f.client_ip and sport == f.client_port:
+                from_client = True
+                f.packets_to_server += 1
+                f.bytes_to_server += wirelen
+                f.payload_to_server += plen
+                f.flags_client |= flags
+            else:
+                from_client = False
+                f.packets_to_client += 1
+                f.bytes_to_client += wirelen
+                f.payload_to_client += plen
+                f.flags_server |= flags
+            if proto == 6:
+                if flags & SYN:
+                    if from_client:
+                        if not flags & ACK:
+                            f.isn_client = seq
+                    elif flags & ACK:
+                        f.isn_server = seq
+                if f.stream is not False and stream_tcp is not None:
+                    stream_tcp(f, from_client, ts, seq, flags, data[poff : poff + plen])
+            if npk >= next_progress:
+                next_progress = npk + progress_every
+                stats.packets, stats.bytes, stats.last_ns = npk, nbytes, last_ts
+                if progress is not None:
+                    progress(stats, len(flows))
+            if ts >= sweep_at and npk >= sweep_after:
+                stats.packets, stats.bytes = npk, nbytes
+                self._sweep(ts)
+                sweep_at = ts + 10 * NS
+                # Amortise: a sweep walks every flow, so wait for at least as many packets.
+                sweep_after = npk + max(50_000, 2 * len(flows))
+        stats.packets, stats.bytes = npk, nbytes
+        if npk:
+            stats.first_ns, stats.last_ns = first_ts, last_ts
+        self._recent, self._older, self._rotate_at = recent, older, rotate_at
+        self._sweep_at_ns, self._sweep_after_packets = sweep_at, sweep_after
+
+    def _end(self, f: Flow, reason: str) -> None:
+        """End one flow: close its stream, hand it to the sink, forget it."""
+        f.end_reason = reason
+        if self.flows.get(f.key) is f:
+            del self.flows[f.key]
+        if f.stream is not None and f.stream is not False and self.streams is not None:
+            self.streams.close(f)
+        self.stats.flows += 1
+        self.sink(f)
+
+    def _sweep(self, now_ns: int) -> None:
+        """End the flows whose idle, linger or absolute timeout has passed at capture time
+        ``now_ns``, and forget stale fragment attributions."""
+        cfg = self.config
+        tcp_cut = now_ns - int(cfg.tcp_idle * NS)
+        udp_cut = now_ns - int(cfg.udp_idle * NS)
+        other_cut = now_ns - int(cfg.other_idle * NS)
+        linger_cut = now_ns - int(cfg.closed_linger * NS)
+        abs_cut = now_ns - int(cfg.absolute * NS)
+        ended: list[tuple[Flow, str]] = []
+        for f in self.flows.values():
+            last = f.last_ns
+            if f.proto == 6:
+                if last < tcp_cut:
+                    ended.append((f, "idle"))
+                elif last < linger_cut and (
+                    (f.flags_client | f.flags_server) & RST
+                    or (f.flags_client & FIN and f.flags_server & FIN)
+                ):
+                    ended.append((f, "closed"))
+                elif f.first_ns < abs_cut:
+                    ended.append((f, "absolute"))
+            elif last < (udp_cut if f.proto == 17 else other_cut):
+                ended.append((f, "idle"))
+            elif f.first_ns < abs_cut:
+                ended.append((f, "absolute"))
+        for f, reason in ended:
+            self._end(f, reason)
+        frag_cut = now_ns - 60 * NS
+        stale = [k for k, (_f, ts) in self._frags.items() if ts < frag_cut]
+        for k in stale:
+            del self._frags[k]
+
+    def _evict(self, now_ns: int) -> None:
+        """The table is full: end the least recently seen tenth of it."""
+        self._sweep(now_ns)
+        excess = len(self.flows) - self.config.max_flows
+        if excess <= 0:
+            return
+        count = max(excess, self.config.max_flows // 10)
+        victims = sorted(self.flows.values(), key=lambda f: f.last_ns)[:count]
+        for f in victims:
+            self._end(f, "evicted")
+        self.stats.evicted += len(victims)
+        self.stats.anomalies["flow.evicted"] += len(victims)
+
+    def flush(self) -> None:
+        """End every live flow (end of input), oldest first."""
+        for f in sorted(self.flows.values(), key=lambda f: f.first_ns):
+            self._end(f, "end")
+        self._frags.clear()
+
+
+def _client_is_src(
+    proto: int, flags: int, sport: int, dport: int, service_ports: frozenset[int]
+) -> bool:
+    """Whether the sender of a flow's first packet is its client."""
+    if proto == 6:
+        if flags & SYN:
+            return not flags & ACK  # a SYN-ACK's receiver is the client
+        return _ephemeral_side_is_src(sport, dport, service_ports)
+    if proto == 1 or proto == 58:
+        return sport not in _ICMP_REPLIES
+    if proto == 17:
+        s_service = sport < 1024 or sport in service_ports
+        d_service = dport < 1024 or dport in service_ports
+        # A response seen before its request comes from a service port to an ephemeral one.
+        return not (s_service and not d_service)
+    return True
+
+
+def _ephemeral_side_is_src(sport: int, dport: int, service_ports: frozenset[int]) -> bool:
+    """Mid-stream TCP: the side with the ephemeral port is the client."""
+    s_service = sport < 1024 or sport in service_ports
+    d_service = dport < 1024 or dport in service_ports
+    if s_service != d_service:
+        return d_service
+    return sport >= dport

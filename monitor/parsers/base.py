@@ -1,0 +1,76 @@
+"""What a protocol parser declares and what the streams stage hands it.
+
+A parser module exports one :class:`ParserSpec` (STYLE S3.6): its name, the TCP server ports it
+claims outright, an optional content ``probe`` on the first payload bytes of a direction, and
+an optional ``analyzer`` factory. :mod:`monitor.streams` claims a flow for the first spec whose
+port or probe matches, reassembles the flow's two directions (RFC 9293 sequence space) and feeds
+the analyzer each direction's bytes in order. A spec without an analyzer is detection only: the
+flow's ``app`` is recorded and nothing is reassembled.
+
+Nothing here imports from a later stage (STYLE S2): analyzers report through the two callables
+of their :class:`FlowContext`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class Analyzer(Protocol):
+    """Per-flow protocol state. Gets each direction's bytes in order.
+
+    The stream manager calls :meth:`close` exactly once: when the flow ends (or is evicted), or
+    right after :attr:`done` turned True (not after the analyzer raised: the manager then
+    reports ``tcp.stream_analyzer_error`` and drops the flow). Analyzers never raise on bad bytes (STYLE S3.4); a
+    malformed unit becomes an anomaly or a parse-error record.
+    """
+
+    def data(self, from_client: bool, data: bytes, ts_ns: int) -> None:
+        """Take the next contiguous bytes of one direction (``ts_ns``: packet that completed them)."""
+        ...
+
+    def gap(self, from_client: bool, size: int) -> None:
+        """``size`` bytes of one direction never arrived; the next :meth:`data` follows them."""
+        ...
+
+    def close(self) -> None:
+        """End of flow: flush what is pending (emit what a partial unit allows)."""
+        ...
+
+    @property
+    def done(self) -> bool:
+        """True: wants no more bytes (the manager stops reassembling and drops its buffers)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ParserSpec:
+    """How a parser claims flows and what it runs on them (STYLE S3.6)."""
+
+    #: Application name recorded in ``flows.app``: 'dicom', 'hl7', 'http', 'tls', 'ssh'.
+    name: str
+    #: One line for ``--help``-style listings and docs.
+    description: str
+    #: TCP server ports claimed without probing.
+    tcp_ports: tuple[int, ...] = ()
+    #: ``(first payload bytes of a direction, from_client) -> claim?``; pure, never raises.
+    probe: Callable[[bytes, bool], bool] | None = None
+    #: Builds the per-flow analyzer; None: detection only (app recorded, no reassembly).
+    analyzer: Callable[[FlowContext], Analyzer] | None = None
+
+
+@dataclass(slots=True)
+class FlowContext:
+    """What an analyzer knows about its flow and how it reports."""
+
+    flow_uid: str  #: joins every record derived from the flow (ARCHITECTURE ``flows.flow_uid``)
+    client_ip: bytes  #: raw address of the initiator (4 or 16 bytes)
+    server_ip: bytes  #: raw address of the responder
+    client_port: int
+    server_port: int
+    #: Emits a typed record (a dataclass from ``monitor.records``) or an observation.
+    emit: Callable[[object], None]
+    #: Reports ``(name from anomalies.CATALOGUE, detail)``; the flow uid is added for you.
+    anomaly: Callable[[str, str | None], None]

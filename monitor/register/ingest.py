@@ -1,0 +1,163 @@
+"""Writing one run into the register: batched, in one transaction.
+
+A run is all or nothing: :class:`RunWriter` opens a transaction, appends flows in batches of
+Arrow columns (one ``INSERT ... SELECT`` per batch, never a row-by-row insert per packet), and
+commits once at the end. A crash or Ctrl-C before the commit leaves the register as it was:
+DuckDB writes a transaction to its WAL only when it commits.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import fields
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+
+from monitor import __version__
+from monitor.records import TABLES
+from monitor.register.schema import Register
+
+_TS = pa.timestamp("ns", tz="UTC")
+_RECORD_TABLE = {record: table for table, record in TABLES}
+
+
+def _arrow_type(sql: str) -> pa.DataType:
+    base = sql.split()[0].upper()
+    if base == "TIMESTAMPTZ":
+        return _TS
+    if base in ("BIGINT", "INTEGER"):
+        return pa.int64()
+    if base == "DOUBLE":
+        return pa.float64()
+    if base == "BOOLEAN":
+        return pa.bool_()
+    if base == "INTEGER[]":
+        return pa.list_(pa.int64())
+    if base == "VARCHAR[]":
+        return pa.list_(pa.string())
+    return pa.string()
+
+
+class RunWriter:
+    """Collects one run's rows and writes them in batches inside one transaction.
+
+    Use as a context manager: leaving the block without :meth:`commit` rolls everything back.
+    """
+
+    def __init__(self, reg: Register, *, batch_rows: int = 50_000) -> None:
+        self.reg = reg
+        self.batch_rows = batch_rows
+        self.run_id = 0
+        self._pending: dict[str, list[tuple[Any, ...]]] = {}
+        self._columns: dict[str, list[tuple[str, pa.DataType]]] = {
+            table: [(f.name, _arrow_type(f.metadata["sql"])) for f in fields(record)]
+            for table, record in TABLES
+        }
+        self._open = False
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if self._open:
+            self.rollback()
+
+    def begin(self, source: str, command: str = "replay", sensor: str | None = None) -> int:
+        """Start the run's transaction and its ``runs`` row; return the new run id."""
+        con = self.reg.con
+        con.begin()
+        self._open = True
+        row = con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchone()
+        self.run_id = int(row[0]) if row else 1
+        con.execute(
+            "INSERT INTO runs (run_id, started_at, source, sensor, version, command) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                self.run_id,
+                datetime.now(UTC),
+                source,
+                sensor or socket.gethostname(),
+                __version__,
+                command,
+            ],
+        )
+        return self.run_id
+
+    def add(self, table: str, row: tuple[Any, ...]) -> None:
+        """Queue one row (values in the table's column order, ``run_id`` included)."""
+        rows = self._pending.setdefault(table, [])
+        rows.append(row)
+        if len(rows) >= self.batch_rows:
+            self._flush_table(table)
+
+    def add_many(self, table: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Queue several rows of one table."""
+        for row in rows:
+            self.add(table, row)
+
+    def add_record(self, record: Any) -> None:
+        """Queue a record dataclass from :mod:`monitor.records`; its run_id is set here."""
+        table = _RECORD_TABLE[type(record)]
+        values = tuple(
+            self.run_id if f.name == "run_id" else getattr(record, f.name)
+            for f in fields(record)
+        )
+        self.add(table, values)
+
+    def flush(self) -> None:
+        """Write every queued row (still inside the transaction)."""
+        for table in list(self._pending):
+            self._flush_table(table)
+
+    def _flush_table(self, table: str) -> None:
+        rows = self._pending.pop(table, [])
+        if not rows:
+            return
+        cols = self._columns[table]
+        arrays = [
+            pa.array([r[i] for r in rows], type=typ) for i, (_name, typ) in enumerate(cols)
+        ]
+        batch = pa.Table.from_arrays(arrays, names=[name for name, _t in cols])
+        names = ", ".join(f'"{name}"' for name, _t in cols)
+        con = self.reg.con
+        con.register("_medmon_batch", batch)
+        try:
+            con.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM _medmon_batch")
+        finally:
+            con.unregister("_medmon_batch")
+
+    def finish_run(self, **totals: Any) -> None:
+        """Set the run's totals (column=value) and its finish time."""
+        totals["finished_at"] = datetime.now(UTC)
+        sets = ", ".join(f'"{k}" = ?' for k in totals)
+        self.reg.con.execute(
+            f"UPDATE runs SET {sets} WHERE run_id = ?", [*totals.values(), self.run_id]
+        )
+
+    def commit(self) -> None:
+        """Write what is queued and commit the run."""
+        self.flush()
+        self.reg.con.commit()
+        self._open = False
+
+    def rollback(self) -> None:
+        """Forget the run: nothing of it reaches the file."""
+        self._pending.clear()
+        if self._open:
+            self._open = False
+            self.reg.con.rollback()
+
+
+def recorded_captures(reg: Register, digests: Sequence[str]) -> dict[str, int]:
+    """Which of these SHA-256 digests a committed run already recorded: digest -> run id."""
+    if not digests:
+        return {}
+    rows = reg.con.execute(
+        "SELECT sha256, min(run_id) FROM captures WHERE sha256 IN (SELECT unnest(?)) "
+        "GROUP BY sha256",
+        [list(digests)],
+    ).fetchall()
+    return {r[0]: int(r[1]) for r in rows}

@@ -1,0 +1,939 @@
+"""Capture sources: the first stage of the pipeline.
+
+Reads pcap and pcapng captures (also gzip-compressed), directories of them and standard input,
+and yields raw frames as plain tuples ``(ts_ns, linktype, data, wirelen)``. Nothing below this
+module knows where a frame came from.
+
+Formats
+=======
+
+pcap: draft-ietf-opsawg-pcap (the libpcap file format). A 24-byte file header, then records.
+The byte order is that of the writer, told by the magic number::
+
+    File header                          Record header (then CapLen bytes of data)
+    off size field                       off size field
+      0   4  magic a1b2c3d4 (us)           0   4  timestamp seconds (unsigned)
+             or a1b23c4d (ns)              4   4  microseconds, or nanoseconds
+      4   2  major version (2)             8   4  CapLen: captured length
+      6   2  minor version (4)            12   4  original (wire) length
+      8   4  reserved (thiszone)
+     12   4  reserved (sigfigs)
+     16   4  SnapLen (ignored for reading)
+     20   4  FCS bits 31-28, reserved, LinkType in bits 15-0
+
+pcapng: draft-ietf-opsawg-pcapng. A sequence of blocks, all with the same frame; a file is
+one or more sections, each opened by a Section Header Block that sets the byte order of the
+section::
+
+    General block                        Section Header Block (SHB, type 0x0a0d0d0a)
+    off size field                       off size field
+      0   4  block type                    8   4  byte-order magic 0x1a2b3c4d
+      4   4  block total length           12   2  major version (1)
+      8   .  body, padded to 32 bits      14   2  minor version
+    L-4   4  block total length again     16   8  section length (-1: unknown)
+                                          24   .  options
+
+    Interface Description Block (IDB, type 1)    Enhanced Packet Block (EPB, type 6)
+    off size field                               off size field
+      8   2  LinkType                              8   4  interface ID
+     10   2  reserved                             12   4  timestamp, upper 32 bits
+     12   4  SnapLen                              16   4  timestamp, lower 32 bits
+     16   .  options: if_tsresol (9, 1 byte),     20   4  captured length
+             if_tsoffset (14, 8 bytes, seconds)   24   4  original length
+                                                  28   .  packet data, then options
+
+    Simple Packet Block (SPB, type 3)            Packet Block (type 2, obsolete)
+    off size field                               off size field
+      8   4  original length                       8   2  interface ID
+     12   .  packet data (interface 0;            10   2  drops count
+             captured length = min(original,      12   8  timestamp (as in the EPB)
+             SnapLen of interface 0, room)        20   4  captured length
+                                                  24   4  original length
+                                                  28   .  packet data, then options
+
+Interface IDs restart at 0 in every section. Timestamps are counted in units of if_tsresol
+(default 10^-6 s; high bit set means a negative power of 2) plus if_tsoffset seconds, and are
+converted here to integer UTC nanoseconds exactly (integer arithmetic, rounding down).
+A Simple Packet Block has no timestamp: it gets the timestamp of the previous packet of its
+section, or 0 when it is the first packet of the section. Every other block type (name
+resolution, interface statistics, decryption secrets, custom, unknown) is skipped by its length.
+
+gzip (RFC 1952) is recognised by its magic ``1f 8b``, not by the file name, and is
+decompressed as a stream. Offsets in warnings count bytes of the uncompressed capture.
+
+Damage
+======
+
+A file that cannot be read at all raises :class:`CaptureError` when the reader is created.
+Damage found later (a truncated last record, an absurd record length, a bad pcapng block, a
+truncated gzip stream, a read error) stops the file with a one-line warning in
+``FileStats.warnings``; every frame before the damage has been yielded. Records are read in
+large chunks (the incomplete tail is carried to the next chunk), so memory stays bounded for
+any file size and stdin or gzip streams are read the same way as plain files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import heapq
+import io
+import math
+import os
+import stat
+import struct
+import sys
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from operator import itemgetter
+from typing import BinaryIO
+
+__all__ = [
+    "CaptureError",
+    "CaptureReader",
+    "FileStats",
+    "Frame",
+    "expand_paths",
+    "file_digest",
+    "merge_frames",
+]
+
+Frame = tuple[int, int, bytes, int]
+"""(ts_ns: UTC nanoseconds since the epoch, linktype, captured bytes, original wire length)."""
+
+# --- wire constants -------------------------------------------------------------------------
+
+PCAP_MAGIC_US = 0xA1B2C3D4  #: pcap, microsecond timestamps
+PCAP_MAGIC_NS = 0xA1B23C4D  #: pcap, nanosecond timestamps
+PCAPNG_SHB = 0x0A0D0D0A  #: pcapng Section Header Block type (a palindrome in both byte orders)
+PCAPNG_BYTE_ORDER_MAGIC = 0x1A2B3C4D
+GZIP_MAGIC = b"\x1f\x8b"
+
+BT_IDB = 1  #: Interface Description Block
+BT_PB = 2  #: Packet Block (obsolete)
+BT_SPB = 3  #: Simple Packet Block
+BT_EPB = 6  #: Enhanced Packet Block
+
+OPT_ENDOFOPT = 0
+IF_TSRESOL = 9
+IF_TSOFFSET = 14
+
+_LE_MAGICS = {
+    b"\xd4\xc3\xb2\xa1": "pcap",
+    b"\x4d\x3c\xb2\xa1": "pcap-ns",
+}
+_BE_MAGICS = {
+    b"\xa1\xb2\xc3\xd4": "pcap",
+    b"\xa1\xb2\x3c\x4d": "pcap-ns",
+}
+_PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+_CAPTURE_MAGICS = frozenset([*_LE_MAGICS, *_BE_MAGICS, _PCAPNG_MAGIC])
+
+# --- limits ---------------------------------------------------------------------------------
+
+MAX_CAPLEN = 262_144
+"""Largest believable captured length of one pcap record (Wireshark's and tcpdump's maximum
+snapshot length; a 64 KiB TSO/GRO super-frame fits). A larger one means the file is damaged."""
+MAX_BLOCK = 16 << 20
+"""Largest believable pcapng block (16 MiB). A larger total length means the file is damaged."""
+CHUNK = 4 << 20
+"""Bytes asked of the file per read once reading is under way."""
+FIRST_CHUNK = 64 << 10
+"""Bytes asked by the first read, so that merging many files primes each one cheaply."""
+
+# --- precompiled layouts ----------------------------------------------------------------------
+
+_PCAP_HDR = {e: struct.Struct(e + "IHHiIII") for e in "<>"}
+_PCAP_REC = {e: struct.Struct(e + "IIII").unpack_from for e in "<>"}
+# EPB header read in one go: type, total length, interface, ts high, ts low, caplen, origlen.
+_NG_EPB = {e: struct.Struct(e + "IIIIIII").unpack_from for e in "<>"}
+_NG_BLOCK = {e: struct.Struct(e + "II").unpack_from for e in "<>"}
+_NG_U32 = {e: struct.Struct(e + "I").unpack_from for e in "<>"}
+_NG_PB = {e: struct.Struct(e + "HHIIII").unpack_from for e in "<>"}
+_NG_IDB = {e: struct.Struct(e + "HHI").unpack_from for e in "<>"}
+_NG_SHB_VERSION = {e: struct.Struct(e + "HH").unpack_from for e in "<>"}
+_NG_OPT = {e: struct.Struct(e + "HH").unpack_from for e in "<>"}
+_NG_I64 = {e: struct.Struct(e + "q").unpack_from for e in "<>"}
+
+_NS = 1_000_000_000
+_DIGEST_CHUNK = 1 << 20
+
+
+class CaptureError(Exception):
+    """A capture that cannot be read at all. ``str(e)`` is one line: ``'<path>: <reason>'``."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type[CaptureError], tuple[str, str]]:
+        return (CaptureError, (self.path, self.reason))
+
+
+@dataclass
+class FileStats:
+    """What was read from one capture; filled in while its frames are yielded."""
+
+    path: str  #: as given, or as found in a directory; '-' for stdin
+    sha256: str = (
+        ""  #: hex digest of the bytes on disk (of the .gz bytes; for stdin, of bytes read)
+    )
+    size: int = 0  #: bytes on disk (bytes read for stdin)
+    format: str = ""  #: 'pcap' | 'pcap-ns' | 'pcapng', with '.gz' appended when gzip-compressed
+    packets: int = 0  #: frames yielded
+    bytes: int = 0  #: sum of captured lengths yielded
+    first_ts_ns: int | None = None  #: timestamp of the first frame yielded
+    last_ts_ns: int | None = None  #: timestamp of the last frame yielded (file order, not max)
+    linktypes: set[int] = field(default_factory=set)  #: link types of the frames yielded
+    warnings: list[str] = field(default_factory=list)  #: '<path>: <damage>' found mid-file
+    error: str | None = None  #: the CaptureError message when the file could not be read
+
+
+class _LazyDigestStats(FileStats):
+    """FileStats of a regular file: ``sha256`` is computed by :func:`file_digest` when first
+    read (it is cached, so a caller that already hashed the file pays nothing)."""
+
+    _sha256: str | None = None
+
+    @property
+    def sha256(self) -> str:
+        if not self._sha256:
+            try:
+                self._sha256 = file_digest(self.path)
+            except CaptureError:
+                return ""
+        return self._sha256
+
+    @sha256.setter
+    def sha256(self, value: str) -> None:
+        self._sha256 = value
+
+
+def _os_reason(exc: OSError) -> str:
+    """A short lower-case reason for an OSError ('no such file or directory', ...)."""
+    if isinstance(exc, FileNotFoundError):
+        return "no such file or directory"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory"
+    text = exc.strerror or (os.strerror(exc.errno) if exc.errno else str(exc))
+    return text[:1].lower() + text[1:]
+
+
+@lru_cache(maxsize=4096)
+def _digest_cached(path: str, _identity: tuple[int, int, int, int]) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """Return the sha256 hex digest of a regular file, read in chunks.
+
+    The result is cached by the file's identity (device, inode, size, mtime), so hashing a
+    capture before reading it (to skip one already recorded) and asking the reader's
+    ``stats.sha256`` afterwards reads the file once. Raises :class:`CaptureError` when the file
+    cannot be read.
+    """
+    p = os.fspath(path)
+    try:
+        st = os.stat(p)
+        if stat.S_ISDIR(st.st_mode):
+            raise CaptureError(p, "is a directory")
+        if not stat.S_ISREG(st.st_mode):
+            raise CaptureError(p, "not a regular file")
+        return _digest_cached(p, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+    except OSError as exc:
+        raise CaptureError(p, _os_reason(exc)) from None
+
+
+# --- byte streams -----------------------------------------------------------------------------
+
+
+class _HashingStream(io.RawIOBase):
+    """A non-seekable byte stream (stdin, a pipe) that hashes and counts what is read.
+
+    ``peek`` keeps the bytes it reads and hands them out again, so the magic can be looked at
+    without seeking.
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        super().__init__()
+        self._read = getattr(raw, "read1", raw.read)
+        self._pending = b""
+        self.hasher = hashlib.sha256()
+        self.nread = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def _fill(self, n: int) -> bytes:
+        data = self._read(n)
+        if not data:
+            return b""
+        data = bytes(data)
+        self.hasher.update(data)
+        self.nread += len(data)
+        return data
+
+    def read(self, size: int | None = -1) -> bytes:
+        n = CHUNK if size is None or size < 0 else size
+        if self._pending:
+            data, self._pending = self._pending[:n], self._pending[n:]
+            return data
+        return self._fill(n)
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def peek(self, n: int) -> bytes:
+        """Return up to ``n`` first bytes (fewer only at end of stream) without consuming."""
+        while len(self._pending) < n:
+            more = self._fill(n - len(self._pending))
+            if not more:
+                break
+            self._pending += more
+        return self._pending[:n]
+
+
+def _read_full(read: Callable[[int], bytes], n: int) -> bytes:
+    """Read ``n`` bytes, fewer only at end of stream (short reads are retried)."""
+    data = read(n)
+    while len(data) < n:
+        more = read(n - len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
+_READ_ERRORS = (OSError, EOFError, zlib.error)
+
+
+def _read_error_reason(exc: BaseException) -> str:
+    if isinstance(exc, EOFError):
+        return "gzip stream is truncated (compressed data ends early)"
+    if isinstance(exc, gzip.BadGzipFile | zlib.error):
+        return f"gzip stream is corrupt ({exc})"
+    if isinstance(exc, OSError):
+        return f"read error ({_os_reason(exc)})"
+    return str(exc)  # pragma: no cover
+
+
+# --- the reader -------------------------------------------------------------------------------
+
+
+class CaptureReader:
+    """Reads one capture: a path, or '-' for standard input (or the ``stdin`` stream given).
+
+    gzip is detected by its magic ``1f 8b``, not by the name. Creating the reader opens the
+    file and reads its header; it raises :class:`CaptureError` when the file cannot be opened
+    or is not a capture (empty file, unknown magic: the message says what was found, e.g.
+    ``'x.pcap: not a pcap or pcapng file (starts with 0x3c3f786d)'``).
+
+    Iterating yields :data:`Frame` tuples once (a second iteration yields nothing) and keeps
+    :attr:`stats` up to date; damage found mid-file ends the iteration with a warning in
+    ``stats.warnings`` instead of an exception. The file is closed when the iteration ends or
+    is abandoned, or by :meth:`close`. ``stats.sha256`` of a regular file is computed on first
+    access with :func:`file_digest`; a stream's is that of the bytes read so far.
+    """
+
+    stats: FileStats
+    _iter: Callable[[], Iterator[Frame]]
+    _read: Callable[[int], bytes]
+    _head: bytes
+    _offset: int
+    _endian: str
+    _linktype: int
+    _gz: bool
+
+    def __init__(self, path: str, *, stdin: BinaryIO | None = None) -> None:
+        self.path = path
+        self._closers: list[Callable[[], object]] = []
+        self._started = False
+        self._stream: _HashingStream | None = None
+        self._read_failed = False
+        try:
+            self._open(path, stdin)
+        except CaptureError:
+            self.close()
+            raise
+
+    # -- opening --
+
+    def _fail(self, reason: str) -> CaptureError:
+        return CaptureError(self.path, reason)
+
+    def _open(self, path: str, stdin: BinaryIO | None) -> None:
+        raw_read: Callable[[int], bytes]
+        if path == "-":
+            src = stdin if stdin is not None else getattr(sys.stdin, "buffer", None)
+            if src is None:
+                raise self._fail("no standard input")
+            stream = _HashingStream(src)
+            self._stream = stream
+            stats: FileStats = FileStats(path=path)
+            head = stream.peek(4)
+            raw: BinaryIO | _HashingStream = stream
+            raw_read = stream.read
+        else:
+            try:
+                f = open(path, "rb", buffering=0)  # noqa: SIM115 (closed by close())
+            except OSError as exc:
+                raise self._fail(_os_reason(exc)) from None
+            self._closers.append(f.close)
+            try:
+                st = os.fstat(f.fileno())
+                if stat.S_ISDIR(st.st_mode):
+                    raise self._fail("is a directory")
+                if stat.S_ISREG(st.st_mode):
+                    stats = _LazyDigestStats(path=path, size=st.st_size)
+                    head = f.read(4)
+                    f.seek(0)
+                    raw = f
+                    raw_read = f.read
+                else:  # a FIFO or device: read it as a stream, hashing as we go
+                    stream = _HashingStream(f)
+                    self._stream = stream
+                    stats = FileStats(path=path)
+                    head = stream.peek(4)
+                    raw = stream
+                    raw_read = stream.read
+            except OSError as exc:
+                raise self._fail(_os_reason(exc)) from None
+        self.stats = stats
+        if not head:
+            raise self._fail("empty file")
+
+        self._gz = head[:2] == GZIP_MAGIC
+        read = raw_read
+        if self._gz:
+            gz = gzip.GzipFile(fileobj=raw, mode="rb")
+            self._closers.append(gz.close)
+            read = gz.read
+        self._read = read
+        try:
+            magic = _read_full(read, 4)
+        except _READ_ERRORS as exc:
+            raise self._fail(_read_error_reason(exc)) from None
+        if not magic:
+            raise self._fail("empty file (the gzip stream holds no data)")
+        suffix = ".gz" if self._gz else ""
+        if magic in _LE_MAGICS or magic in _BE_MAGICS:
+            self._endian = "<" if magic in _LE_MAGICS else ">"
+            fmt = _LE_MAGICS.get(magic) or _BE_MAGICS[magic]
+            try:
+                rest = _read_full(read, 20)
+            except _READ_ERRORS as exc:
+                raise self._fail(_read_error_reason(exc)) from None
+            if len(rest) < 20:
+                raise self._fail(
+                    f"file ends inside the pcap file header ({4 + len(rest)} of 24 bytes)"
+                )
+            _m, _major, _minor, _tz, _sf, self._snaplen, lt_field = _PCAP_HDR[self._endian].unpack(
+                magic + rest
+            )
+            self._linktype = lt_field & 0xFFFF
+            self._head = b""
+            self._offset = 24
+            self._iter = self._iter_pcap
+        elif magic == _PCAPNG_MAGIC:
+            fmt = "pcapng"
+            try:
+                rest = _read_full(read, 8)
+            except _READ_ERRORS as exc:
+                raise self._fail(_read_error_reason(exc)) from None
+            if len(rest) < 8:
+                raise self._fail(
+                    f"file ends inside the pcapng section header ({4 + len(rest)} of 12 bytes)"
+                )
+            bom = rest[4:8]
+            if bom not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
+                raise self._fail(f"pcapng section header has a bad byte-order magic 0x{bom.hex()}")
+            self._head = magic + rest
+            self._offset = 0
+            self._iter = self._iter_pcapng
+        else:
+            found = magic.hex()
+            raise self._fail(f"not a pcap or pcapng file (starts with 0x{found})")
+        stats.format = fmt + suffix
+        self._sync_stream_stats()
+
+    def _sync_stream_stats(self) -> None:
+        if self._stream is not None:
+            self.stats.size = self._stream.nread
+            self.stats.sha256 = self._stream.hasher.hexdigest()
+
+    # -- iteration --
+
+    def __iter__(self) -> Iterator[Frame]:
+        """Yield the capture's frames in file order (once)."""
+        if self._started:
+            return iter(())
+        self._started = True
+        return self._iter()
+
+    def close(self) -> None:
+        """Close the file (idempotent). Iterating afterwards yields nothing."""
+        self._started = True
+        closers, self._closers = self._closers, []
+        for close in reversed(closers):
+            with contextlib.suppress(OSError, EOFError, zlib.error):
+                close()
+
+    def __enter__(self) -> CaptureReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _warn(self, message: str) -> None:
+        self.stats.warnings.append(f"{self.path}: {message}")
+
+    def _read_chunk(self, size: int) -> bytes:
+        """Read the next chunk; a read error or broken gzip stream is a warning and ends it."""
+        try:
+            return self._read(size)
+        except _READ_ERRORS as exc:
+            self._read_failed = True
+            self._warn(_read_error_reason(exc) + f"; kept {self.stats.packets} packets")
+            return b""
+
+    def _iter_pcap(self) -> Iterator[Frame]:
+        """pcap records, read chunk by chunk. The hot loop of the whole pipeline: per record
+        one unpack, one slice, one tuple; the counters are settled once per chunk."""
+        stats = self.stats
+        rec = _PCAP_REC[self._endian]
+        linktype = self._linktype
+        frac = 1 if stats.format.startswith("pcap-ns") else 1000
+        max_caplen = MAX_CAPLEN
+        ns = _NS
+        read_chunk = self._read_chunk
+        size = FIRST_CHUNK
+        buf = b""
+        base = self._offset  # file offset of buf[0]
+        n = 0  # frames yielded
+        n0 = 0  # frames yielded before this chunk
+        nbytes = 0  # captured bytes of the frames yielded before this chunk
+        ts = 0
+        off = 0  # end of the last record yielded from this chunk
+        try:
+            while True:
+                data = read_chunk(size)
+                size = CHUNK
+                if not data:
+                    if buf and not self._read_failed:
+                        self._warn(
+                            f"truncated record at offset {base} (file ends inside it); "
+                            f"kept {n} packets"
+                        )
+                    return
+                buf = buf + data if buf else data
+                lim = len(buf)
+                end = lim - 16
+                off = 0
+                while off <= end:
+                    s, f, caplen, wirelen = rec(buf, off)
+                    if caplen > max_caplen:
+                        self._warn(
+                            f"record {n + 1} at offset {base + off}: captured length {caplen} "
+                            "is absurd; stopped reading"
+                        )
+                        return
+                    start = off + 16
+                    stop = start + caplen
+                    if stop > lim:
+                        break
+                    ts = s * ns + f * frac
+                    n += 1
+                    off = stop
+                    yield (ts, linktype, buf[start:stop], wirelen)
+                # settle this chunk: every record before `off` has been yielded
+                if n > n0:
+                    if n0 == 0:
+                        s, f, _c, _w = rec(buf, 0)
+                        stats.first_ts_ns = s * _NS + f * frac
+                    nbytes += off - 16 * (n - n0)
+                    n0 = n
+                    stats.packets = n
+                    stats.bytes = nbytes
+                    stats.last_ts_ns = ts
+                    stats.linktypes.add(linktype)
+                self._sync_stream_stats()
+                buf = buf[off:]
+                base += off
+                off = 0
+        finally:
+            # the same settling, for a chunk left early (damage, or the consumer stopped)
+            if n > n0:
+                if n0 == 0:
+                    s, f, _c, _w = rec(buf, 0)
+                    stats.first_ts_ns = s * _NS + f * frac
+                stats.packets = n
+                stats.bytes = nbytes + off - 16 * (n - n0)
+                stats.last_ts_ns = ts
+                stats.linktypes.add(linktype)
+            self._sync_stream_stats()
+            self.close()
+
+    def _iter_pcapng(self) -> Iterator[Frame]:
+        """pcapng blocks, read chunk by chunk; sections of either byte order."""
+        stats = self.stats
+        read_chunk = self._read_chunk
+        linktypes_add = stats.linktypes.add
+        size = FIRST_CHUNK
+        buf = self._head
+        base = 0  # file offset of buf[0]
+        e = "<"
+        epb = _NG_EPB[e]
+        u32 = _NG_U32[e]
+        # Per interface of the current section: (linktype, mul, div, offset_ns, snaplen); a
+        # timestamp in units converts to ns as units * mul // div + offset_ns.
+        ifaces: list[tuple[int, int, int, int, int]] = []
+        ts = 0  # timestamp of the previous packet of the section (SPBs take it)
+        last_ts: int | None = None  # of the last packet of the previous sections
+        n = 0  # frames yielded
+        n_section = 0  # frames yielded before the current section
+        nbytes = 0
+        nblock = 0  # blocks before buf[off]
+        off = 0
+        try:
+            while True:
+                lim = len(buf)
+                off = 0
+                while lim - off >= 12:
+                    if lim - off >= 28:
+                        btype, blen, ifid, tsh, tsl, caplen, wirelen = epb(buf, off)
+                    else:
+                        btype, blen = _NG_BLOCK[e](buf, off)
+                        ifid = tsh = tsl = caplen = wirelen = 0
+                    if btype == PCAPNG_SHB:
+                        bom = buf[off + 8 : off + 12]
+                        if bom == b"\x4d\x3c\x2b\x1a":
+                            e = "<"
+                        elif bom == b"\x1a\x2b\x3c\x4d":
+                            e = ">"
+                        else:
+                            self._bad_block(
+                                nblock, base + off, f"bad byte-order magic 0x{bom.hex()}"
+                            )
+                            return
+                        epb = _NG_EPB[e]
+                        u32 = _NG_U32[e]
+                        blen = u32(buf, off + 4)[0]
+                    # the block's frame: a sane length, complete, with a matching trailer
+                    if blen % 4 or blen < 12 or blen > MAX_BLOCK:
+                        if blen > MAX_BLOCK:
+                            why = "is absurd"
+                        elif blen % 4:
+                            why = "is not a multiple of 4"
+                        else:
+                            why = "is too small"
+                        self._bad_block(nblock, base + off, f"total length {blen} {why}")
+                        return
+                    if off + blen > lim:
+                        break  # the block continues in the next chunk
+                    trailer = u32(buf, off + blen - 4)[0]
+                    if trailer != blen:
+                        self._bad_block(
+                            nblock,
+                            base + off,
+                            f"trailing length {trailer} does not match total length {blen}",
+                        )
+                        return
+                    if btype == BT_EPB:
+                        if blen < 32 or caplen > blen - 32:
+                            self._bad_block(
+                                nblock, base + off, _overrun(caplen, blen, "enhanced packet")
+                            )
+                            return
+                        if ifid >= len(ifaces):
+                            self._bad_block(nblock, base + off, _no_iface(ifid))
+                            return
+                        linktype, mul, div, toff, _snap = ifaces[ifid]
+                        if div == 1:
+                            ts = ((tsh << 32) | tsl) * mul + toff
+                        else:
+                            ts = ((tsh << 32) | tsl) * mul // div + toff
+                        n += 1
+                        if n == 1:
+                            stats.first_ts_ns = ts
+                        nbytes += caplen
+                        linktypes_add(linktype)
+                        nblock += 1
+                        start = off + 28
+                        off += blen
+                        yield (ts, linktype, buf[start : start + caplen], wirelen)
+                        continue
+                    if btype == BT_SPB:
+                        if blen < 16:
+                            self._bad_block(nblock, base + off, f"total length {blen} is too small")
+                            return
+                        if not ifaces:
+                            self._bad_block(nblock, base + off, _no_iface(0))
+                            return
+                        linktype, _mul, _div, _toff, snaplen = ifaces[0]
+                        wirelen = u32(buf, off + 8)[0]
+                        caplen = min(wirelen, blen - 16)
+                        if snaplen:
+                            caplen = min(caplen, snaplen)
+                        n += 1
+                        if n == 1:
+                            stats.first_ts_ns = ts
+                        nbytes += caplen
+                        linktypes_add(linktype)
+                        nblock += 1
+                        start = off + 12
+                        off += blen
+                        yield (ts, linktype, buf[start : start + caplen], wirelen)
+                        continue
+                    if btype == BT_PB:
+                        if blen < 32:
+                            self._bad_block(nblock, base + off, f"total length {blen} is too small")
+                            return
+                        ifid, _drops, tsh, tsl, caplen, wirelen = _NG_PB[e](buf, off + 8)
+                        if caplen > blen - 32:
+                            self._bad_block(nblock, base + off, _overrun(caplen, blen, "packet"))
+                            return
+                        if ifid >= len(ifaces):
+                            self._bad_block(nblock, base + off, _no_iface(ifid))
+                            return
+                        linktype, mul, div, toff, _snap = ifaces[ifid]
+                        ts = ((tsh << 32) | tsl) * mul // div + toff
+                        n += 1
+                        if n == 1:
+                            stats.first_ts_ns = ts
+                        nbytes += caplen
+                        linktypes_add(linktype)
+                        nblock += 1
+                        start = off + 28
+                        off += blen
+                        yield (ts, linktype, buf[start : start + caplen], wirelen)
+                        continue
+                    if btype == BT_IDB:
+                        if blen < 20:
+                            self._bad_block(nblock, base + off, f"total length {blen} is too small")
+                            return
+                        ifaces.append(self._parse_idb(buf, off, blen, e, nblock, base + off))
+                    elif btype == PCAPNG_SHB:
+                        if blen < 28:
+                            self._bad_block(nblock, base + off, f"total length {blen} is too small")
+                            return
+                        major, minor = _NG_SHB_VERSION[e](buf, off + 12)
+                        if major != 1:
+                            self._bad_block(
+                                nblock, base + off, f"unsupported pcapng version {major}.{minor}"
+                            )
+                            return
+                        if n > n_section:
+                            last_ts = ts
+                        n_section = n
+                        ifaces = []
+                        ts = 0
+                    # every other block type is skipped by its length
+                    nblock += 1
+                    off += blen
+                # the buffer holds no complete block any more: settle, read on
+                stats.packets = n
+                stats.bytes = nbytes
+                stats.last_ts_ns = ts if n > n_section else last_ts
+                self._sync_stream_stats()
+                buf = buf[off:]
+                base += off
+                off = 0
+                data = read_chunk(size)
+                size = CHUNK
+                if not data:
+                    if buf and not self._read_failed:
+                        self._warn(
+                            f"truncated block at offset {base} (file ends inside it); "
+                            f"kept {n} packets"
+                        )
+                    return
+                buf = buf + data if buf else data
+        finally:
+            stats.packets = n
+            stats.bytes = nbytes
+            stats.last_ts_ns = ts if n > n_section else last_ts
+            self._sync_stream_stats()
+            self.close()
+
+    def _bad_block(self, nblock: int, offset: int, problem: str) -> None:
+        self._warn(f"block {nblock + 1} at offset {offset}: {problem}; stopped reading")
+
+    def _parse_idb(
+        self, buf: bytes, off: int, blen: int, e: str, nblock: int, offset: int
+    ) -> tuple[int, int, int, int, int]:
+        """An Interface Description Block -> (linktype, mul, div, offset_ns, snaplen)."""
+        linktype, _reserved, snaplen = _NG_IDB[e](buf, off + 8)
+        mul, div, toff = 1000, 1, 0  # default resolution 10^-6 s
+        opt = _NG_OPT[e]
+        p = off + 16
+        end = off + blen - 4
+        while p + 4 <= end:
+            code, olen = opt(buf, p)
+            p += 4
+            if code == OPT_ENDOFOPT:
+                break
+            if p + olen > end:
+                self._warn(
+                    f"block {nblock + 1} at offset {offset}: interface option {code} overruns "
+                    "the block; ignored the rest of its options"
+                )
+                break
+            if code == IF_TSRESOL and olen >= 1:
+                mul, div = _tsresol(buf[p])
+            elif code == IF_TSOFFSET and olen >= 8:
+                toff = _NG_I64[e](buf, p)[0] * _NS
+            p += (olen + 3) & ~3
+        return (linktype, mul, div, toff, snaplen)
+
+
+def _overrun(caplen: int, blen: int, kind: str) -> str:
+    return f"{kind} data ({caplen} bytes) overruns the block ({blen} bytes)"
+
+
+def _no_iface(ifid: int) -> str:
+    return f"interface {ifid} is not described in this section"
+
+
+def _tsresol(value: int) -> tuple[int, int]:
+    """if_tsresol -> (mul, div) such that ns = units * mul // div (exact, reduced)."""
+    exp = value & 0x7F
+    if value & 0x80:  # negative power of 2
+        mul, div = _NS, 1 << exp
+    elif exp <= 9:
+        return 10 ** (9 - exp), 1
+    else:
+        mul, div = 1, 10 ** (exp - 9)
+    g = math.gcd(mul, div)
+    return mul // g, div // g
+
+
+# --- merging ----------------------------------------------------------------------------------
+
+
+def merge_frames(readers: Sequence[CaptureReader]) -> Iterator[Frame]:
+    """Yield all readers' frames merged in timestamp order.
+
+    ``heapq.merge`` on ``ts_ns``: frames with equal timestamps keep the readers' order, and
+    each reader's own order is kept (a file whose timestamps go backwards is not sorted). One
+    reader gives its own iterator, with no heap overhead. Every reader is started at once, so
+    each holds an open file and a small first buffer (``FIRST_CHUNK``) while merging.
+    """
+    if len(readers) == 1:
+        return iter(readers[0])
+    if not readers:
+        return iter(())
+    return heapq.merge(*readers, key=itemgetter(0))
+
+
+# --- paths ------------------------------------------------------------------------------------
+
+
+def _looks_like_capture(path: str) -> bool:
+    """True when the file starts with a pcap or pcapng magic, or is gzip whose decompressed
+    start has one. Errors mean "no"."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+            if head in _CAPTURE_MAGICS:
+                return True
+            if head[:2] != GZIP_MAGIC:
+                return False
+            f.seek(0)
+            dec = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+            out = b""
+            while len(out) < 4:
+                raw = f.read(16 << 10)
+                if not raw:
+                    break
+                out += dec.decompress(raw, 4 - len(out))
+                while len(out) < 4 and dec.unconsumed_tail:
+                    out += dec.decompress(dec.unconsumed_tail, 4 - len(out))
+                if dec.eof:
+                    break
+            return out[:4] in _CAPTURE_MAGICS
+    except (OSError, zlib.error):
+        return False
+
+
+def expand_paths(paths: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Expand the user's arguments into the captures to read.
+
+    Files stay (whatever they hold: the reader reports a file that is no capture), '-' stays
+    (stdin). Directories are walked recursively in sorted order, following symbolic links but
+    never a directory twice (no loops), and yield every regular file that looks like a capture
+    by its magic: pcap in either byte order with µs or ns timestamps, pcapng, or gzip whose
+    decompressed start has one of those magics; other files there are ignored silently. A file
+    reached twice is listed once.
+
+    Returns ``(capture paths, errors)``; errors are one line each:
+    ``'<path>: no such file or directory'``, ``'<path>: permission denied'``,
+    ``'<dir>: directory holds no capture files'``.
+    """
+    found: list[str] = []
+    errors: list[str] = []
+    seen_files: set[tuple[int, int]] = set()
+    stdin_seen = False
+
+    def add_file(path: str, st: os.stat_result) -> None:
+        key = (st.st_dev, st.st_ino)
+        if key not in seen_files:
+            seen_files.add(key)
+            found.append(path)
+
+    def walk(path: str, seen_dirs: set[tuple[int, int]]) -> int:
+        try:
+            with os.scandir(path) as it:
+                entries = sorted(it, key=lambda d: d.name)
+        except OSError as exc:
+            errors.append(f"{path}: {_os_reason(exc)}")
+            return 0
+        count = 0
+        for entry in entries:
+            child = os.path.join(path, entry.name)
+            try:
+                st = os.stat(child)  # follows symlinks
+            except OSError:
+                continue  # dangling link or vanished file: not a capture we can know
+            if stat.S_ISDIR(st.st_mode):
+                key = (st.st_dev, st.st_ino)
+                if key in seen_dirs:
+                    continue
+                seen_dirs.add(key)
+                count += walk(child, seen_dirs)
+            elif stat.S_ISREG(st.st_mode):
+                if not os.access(child, os.R_OK):
+                    errors.append(f"{child}: permission denied")
+                elif _looks_like_capture(child):
+                    count += 1
+                    add_file(child, st)
+        return count
+
+    for path in paths:
+        if path == "-":
+            if not stdin_seen:
+                stdin_seen = True
+                found.append(path)
+            continue
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            errors.append(f"{path}: {_os_reason(exc)}")
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            if walk(path, {(st.st_dev, st.st_ino)}) == 0:
+                errors.append(f"{path}: directory holds no capture files")
+        elif stat.S_ISREG(st.st_mode) and not os.access(path, os.R_OK):
+            errors.append(f"{path}: permission denied")
+        else:
+            add_file(path, st)
+    return found, errors

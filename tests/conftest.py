@@ -1,0 +1,59 @@
+"""Shared test fixtures: where the robustness captures are, the tshark oracle, registers."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Public captures from Zeek's, tcpdump's and a pcapng generator's test suites. Read in place,
+#: never copied into the repository.
+ROBUSTNESS = ROOT.parent / "shared" / "captures" / "robustness"
+PCAPS = ROOT / "pcaps"
+
+
+def robustness_files() -> list[Path]:
+    """Every capture under ../shared/captures/robustness (empty when it is absent)."""
+    if not ROBUSTNESS.is_dir():
+        return []
+    return sorted(
+        p for p in ROBUSTNESS.rglob("*") if p.suffix in (".pcap", ".pcapng") and p.is_file()
+    )
+
+
+def robustness_ids() -> list[str]:
+    return [str(p.relative_to(ROBUSTNESS)) for p in robustness_files()]
+
+
+@pytest.fixture
+def robustness() -> Path:
+    """The robustness captures folder; skips the test when it is absent."""
+    if not ROBUSTNESS.is_dir():
+        pytest.skip(f"{ROBUSTNESS} is absent (it comes with the shared/ folder)")
+    return ROBUSTNESS
+
+
+def need_tshark() -> str:
+    """tshark's path; skips the test when tshark is not installed."""
+    path = shutil.which("tshark")
+    if path is None:
+        pytest.skip("tshark is not installed (apt-get install tshark); it is the oracle here")
+    return path
+
+
+def tshark(*args: str) -> str:
+    """Run tshark (the oracle) and return its standard output."""
+    exe = need_tshark()
+    out = subprocess.run(
+        [exe, "-n", *args], capture_output=True, text=True, check=False, timeout=120
+    )
+    return out.stdout
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    """A fresh register path in a temporary directory."""
+    return str(tmp_path / "medmon.duckdb")
