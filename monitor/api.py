@@ -163,20 +163,7 @@ def _run(
     started = time.perf_counter()
     with RunWriter(reg) as writer:
         run_id = writer.begin(source=" ".join(paths), command="replay")
-        warned: set[int] = set()
-
-        def unsupported(linktype: int) -> None:
-            if linktype in warned:
-                return
-            warned.add(linktype)
-            where = ", ".join(r.stats.path for r in readers if linktype in r.stats.linktypes)
-            name = LINKTYPE_NAMES.get(linktype, "unknown")
-            log.warning(
-                "%s: link type %d (%s) is not supported; its frames are counted and skipped",
-                where or "input",
-                linktype,
-                name,
-            )
+        unsupported_types: list[int] = []
 
         def flow_sink(f: Flow) -> None:
             writer.add("flows", flow_row(run_id, f))
@@ -188,7 +175,7 @@ def _run(
 
         streams = StreamManager(REGISTRY, emit=writer.add_record, anomaly=stream_anomaly)
         table = FlowTable(
-            flow_sink, streams=streams, config=config, on_unsupported=unsupported
+            flow_sink, streams=streams, config=config, on_unsupported=unsupported_types.append
         )
         try:
             table.process(_merge_frames(readers), progress=progress)
@@ -200,6 +187,18 @@ def _run(
         for r in readers:
             result.files.append(r.stats)
             result.warnings.extend(r.stats.warnings)
+        for linktype in unsupported_types:  # one warning per link type, naming its captures
+            where = ", ".join(s.path for s in result.files if linktype in s.linktypes)
+            log.warning(
+                "%s: link type %d (%s) is not supported; its frames are counted and skipped",
+                where or "input",
+                linktype,
+                LINKTYPE_NAMES.get(linktype, "unknown"),
+            )
+        if stats.packets == 0 and (result.errors or result.warnings):
+            # Nothing could be read: record nothing, so that a fixed file replays later.
+            writer.rollback()
+            raise InputError("\n".join(result.errors + result.warnings))
         stdin_stats = [s for s in result.files if s.path == "-"]
         if stdin_stats and not force:
             known = recorded_captures(reg, [stdin_stats[0].sha256])

@@ -126,19 +126,24 @@ def emit_rows(
     idx = [list(names).index(c) for c in cols]
     table = Table(title=title, show_lines=False, header_style="bold")
     for c in cols:
-        table.add_column(c, overflow="fold")
+        table.add_column(c, overflow="fold", no_wrap=True)
     for row in rows:
-        table.add_row(*("" if row[i] is None else _fmt_cell(row[i]) for i in idx))
-    Console(file=out, soft_wrap=False).print(table)
+        table.add_row(
+            *("" if row[i] is None else _fmt_cell(row[i], cols[k]) for k, i in enumerate(idx))
+        )
+    # A pipe gets every column at full width; a terminal gets its own width.
+    width = None if out.isatty() else 400
+    Console(file=out, soft_wrap=False, width=width).print(table)
     if not rows:
         click.echo("(no rows)", err=True)
 
 
-def _fmt_cell(value: Any) -> str:
+def _fmt_cell(value: Any, column: str) -> str:
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
     if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}" if abs(value) >= 10000 else str(value)
+        counted = column.startswith(("packets", "bytes", "payload")) or column == "flows"
+        return f"{value:,}" if counted else str(value)
     return str(value)
 
 
@@ -209,7 +214,9 @@ def cli(ctx: click.Context, log_format: str, debug: bool) -> None:
     default=None,
     help="Live flows held before the least recently seen are flushed [250000].",
 )
-def replay(paths: tuple[str, ...], db: str, force: bool, quiet: bool, max_flows: int | None) -> None:
+def replay(
+    paths: tuple[str, ...], db: str, force: bool, quiet: bool, max_flows: int | None
+) -> None:
     """Analyse captures into the register.
 
     PATH is a pcap or pcapng file (also gzip-compressed), a directory (searched recursively;

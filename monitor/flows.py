@@ -72,6 +72,8 @@ class FlowConfig:
     max_flows: int = 250_000  #: live flows held; beyond, the least recently seen are flushed
     dedup_window: float = 0.05  #: a packet seen again within this is a SPAN duplicate
     service_ports: frozenset[int] = frozenset()  #: ports above 1023 that still mark a server
+    sweep_every: float = 10.0  #: seconds of capture time between timeout sweeps, at most
+    sweep_min_packets: int = 50_000  #: and at least this many packets (sweeps walk all flows)
 
 
 class Flow:
@@ -274,6 +276,11 @@ class FlowTable:
         last_ts = stats.last_ns or 0
         first_ts = stats.first_ns if stats.first_ns is not None else 1 << 62
         absolute_ns = int(cfg.absolute * NS)
+        tcp_idle_ns = int(cfg.tcp_idle * NS)
+        udp_idle_ns = int(cfg.udp_idle * NS)
+        other_idle_ns = int(cfg.other_idle * NS)
+        sweep_every = int(cfg.sweep_every * NS)
+        sweep_min = cfg.sweep_min_packets
         for ts, linktype, data, wirelen in frames:
             npk += 1
             nbytes += wirelen
@@ -376,9 +383,28 @@ class FlowTable:
             else:
                 key = (dst, src, kport_d, kport_s, proto)
             f = flows_get(key)
-            if f is not None and ts - f.first_ns > absolute_ns:
-                self._end(f, "absolute")
-                f = None
+            if f is not None:
+                # Timeouts are enforced here too, not only by sweeps: a conversation that
+                # resumes after its idle timeout, or outlives the absolute one, is a new flow.
+                idle = ts - f.last_ns
+                if proto == 6:
+                    if idle > tcp_idle_ns:
+                        self._end(f, "idle")
+                        f = None
+                    elif (
+                        flags & SYN
+                        and not flags & ACK
+                        and (f.flags_client | f.flags_server) & (FIN | RST)
+                        and seq != f.isn_client
+                    ):
+                        self._end(f, "closed")  # the ports were reused for a new connection
+                        f = None
+                elif idle > (udp_idle_ns if proto == 17 else other_idle_ns):
+                    self._end(f, "idle")
+                    f = None
+                if f is not None and ts - f.first_ns > absolute_ns:
+                    self._end(f, "absolute")
+                    f = None
             if f is None:
                 if _client_is_src(proto, flags, sport, dport, service_ports):
                     f = Flow(key, proto, src, sport, dst, dport, vlan, ts)
@@ -422,9 +448,9 @@ class FlowTable:
             if ts >= sweep_at and npk >= sweep_after:
                 stats.packets, stats.bytes = npk, nbytes
                 self._sweep(ts)
-                sweep_at = ts + 10 * NS
+                sweep_at = ts + sweep_every
                 # Amortise: a sweep walks every flow, so wait for at least as many packets.
-                sweep_after = npk + max(50_000, 2 * len(flows))
+                sweep_after = npk + max(sweep_min, 2 * len(flows))
         stats.packets, stats.bytes = npk, nbytes
         if npk:
             stats.first_ns, stats.last_ns = first_ts, last_ts
@@ -454,13 +480,13 @@ class FlowTable:
         for f in self.flows.values():
             last = f.last_ns
             if f.proto == 6:
-                if last < tcp_cut:
-                    ended.append((f, "idle"))
-                elif last < linger_cut and (
+                if last < linger_cut and (
                     (f.flags_client | f.flags_server) & RST
                     or (f.flags_client & FIN and f.flags_server & FIN)
                 ):
                     ended.append((f, "closed"))
+                elif last < tcp_cut:
+                    ended.append((f, "idle"))
                 elif f.first_ns < abs_cut:
                     ended.append((f, "absolute"))
             elif last < (udp_cut if f.proto == 17 else other_cut):

@@ -45,7 +45,6 @@ stream offset where it happened (a gap anomaly comes right before the ``('gap', 
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -71,6 +70,9 @@ ANOMALY_ANALYZER_ERROR = "tcp.stream_analyzer_error"
 DATA = "data"
 GAP = "gap"
 
+#: At most this many delivered segments are remembered for the overlap comparison.
+HISTORY_CHUNKS = 128
+
 
 class Reassembler:
     """One direction of one TCP connection (RFC 9293 sequence space, 32-bit wraparound).
@@ -82,15 +84,19 @@ class Reassembler:
 
     :meth:`add` takes the sequence number of the segment's first *payload* byte (for a SYN that
     carries data, the caller passes ``seq + 1``).
+
+    Out-of-order segments are kept whole, in arrival order, and delivered the way tshark's
+    follow does: repeatedly, the first one (in arrival order) that starts at or before the next
+    byte is trimmed to its new bytes and delivered. Their overlap with the delivered bytes is
+    compared then, against ``history``.
     """
 
     __slots__ = (
         "_fin",
+        "_frags",
         "_hist",
         "_hist_bytes",
         "_next",
-        "_segs",
-        "_starts",
         "buffered",
         "finished",
         "history",
@@ -111,21 +117,20 @@ class Reassembler:
         self._next: int | None = None if isn is None else (isn + 1) & SEQ_MASK
         #: Stream offset of the next byte: bytes delivered plus bytes skipped over gaps.
         self.offset = 0
-        #: Out-of-order segments: sorted, non-overlapping stream offsets and their bytes.
-        self._starts: list[int] = []
-        self._segs: list[bytes] = []
+        #: Out-of-order segments as (stream offset, bytes), in arrival order; may overlap.
+        self._frags: list[tuple[int, bytes]] = []
         #: Bytes held in out-of-order segments (the bounded buffer).
         self.buffered = 0
         self.max_buffer = max_buffer
         self.max_segments = max_segments
-        #: Recently delivered bytes, kept (up to about ``history`` bytes) only to tell a
-        #: retransmission with different bytes from a plain one.
+        #: Recently delivered bytes, kept (about ``history`` bytes, at most HISTORY_CHUNKS
+        #: segments) only to tell a retransmission with different bytes from a plain one.
         self.history = history
         self._hist: deque[tuple[int, bytes]] = deque()
         self._hist_bytes = 0
         #: Stream offset of the FIN, once seen.
         self._fin: int | None = None
-        #: True once every byte before the FIN was delivered or skipped.
+        #: True once every byte before the FIN was delivered or skipped (or after flush()).
         self.finished = False
 
     def add(self, seq: int, payload: bytes, fin: bool = False) -> list[Event]:
@@ -137,7 +142,7 @@ class Reassembler:
                 return []  # see the class docstring: a keep-alive must not start the stream
             nxt = self._next = seq & SEQ_MASK
         rel = (seq - nxt) & SEQ_MASK
-        if rel == 0 and not self._starts and self._fin is None and not fin:
+        if rel == 0 and not self._frags and self._fin is None and not fin:
             # Fast path: the next bytes, nothing buffered.
             if not n:
                 return []
@@ -171,8 +176,9 @@ class Reassembler:
                     self._deliver(payload, events)
                     self._drain(events)
                 else:
-                    self._insert(off, payload, events)
-                    while self.buffered > self.max_buffer or len(self._starts) > self.max_segments:
+                    self._frags.append((off, payload))
+                    self.buffered += len(payload)
+                    while self.buffered > self.max_buffer or len(self._frags) > self.max_segments:
                         self._skip_to_buffered(ANOMALY_BUFFER_FULL, events)
         self._check_fin()
         return events
@@ -186,7 +192,7 @@ class Reassembler:
         events: list[Event] = []
         if self.finished:
             return events
-        while self._starts:
+        while self._frags:
             self._skip_to_buffered(ANOMALY_GAP, events)
         if self._fin is not None and self.offset < self._fin:
             events.append((ANOMALY_GAP, self.offset))
@@ -210,11 +216,11 @@ class Reassembler:
         hist = self._hist
         hist.append((off, data))
         self._hist_bytes += len(data)
-        while self._hist_bytes - len(hist[0][1]) >= self.history:
+        while len(hist) > HISTORY_CHUNKS or self._hist_bytes - len(hist[0][1]) >= self.history:
             self._hist_bytes -= len(hist.popleft()[1])
 
     def _differs(self, off: int, data: bytes) -> bool:
-        """Whether ``data`` (at stream offset ``off``) differs from the remembered delivered bytes."""
+        """Whether ``data`` at stream offset ``off`` differs from the delivered bytes remembered."""
         end = off + len(data)
         for hoff, chunk in reversed(self._hist):
             hend = hoff + len(chunk)
@@ -228,45 +234,23 @@ class Reassembler:
                 return True
         return False
 
-    def _insert(self, off: int, data: bytes, events: list[Event]) -> None:
-        """Buffer an out-of-order segment; bytes already buffered keep their first copy."""
-        starts, segs = self._starts, self._segs
-        end = off + len(data)
-        i = bisect_right(starts, off) - 1
-        if i < 0 or starts[i] + len(segs[i]) <= off:
-            i += 1
-        pos = off
-        mismatch = False
-        while pos < end:
-            if i < len(starts) and starts[i] <= pos:
-                s = starts[i]
-                seg = segs[i]
-                hi = min(s + len(seg), end)
-                if not mismatch and seg[pos - s : hi - s] != data[pos - off : hi - off]:
-                    mismatch = True
-                pos = hi
-            else:
-                hi = min(starts[i], end) if i < len(starts) else end
-                piece = data if pos == off and hi == end else data[pos - off : hi - off]
-                starts.insert(i, pos)
-                segs.insert(i, piece)
-                self.buffered += len(piece)
-                pos = hi
-            i += 1
-        if mismatch:
-            events.append((ANOMALY_OVERLAP_MISMATCH, off))
-
     def _drain(self, events: list[Event]) -> None:
-        """Deliver the buffered segments that the stream has reached."""
-        starts, segs = self._starts, self._segs
-        while starts and starts[0] <= self.offset:
-            s = starts.pop(0)
-            seg = segs.pop(0)
+        """Deliver the buffered segments the stream has reached, in tshark's order."""
+        frags = self._frags
+        while frags:
+            offset = self.offset
+            i = 0
+            n = len(frags)
+            while i < n and frags[i][0] > offset:
+                i += 1
+            if i == n:
+                return
+            start, seg = frags.pop(i)
             self.buffered -= len(seg)
-            skip = self.offset - s
+            skip = offset - start
             if skip:
-                if self._hist and self._differs(s, seg[:skip]):
-                    events.append((ANOMALY_OVERLAP_MISMATCH, s))
+                if self._hist and self._differs(start, seg[:skip]):
+                    events.append((ANOMALY_OVERLAP_MISMATCH, start))
                 if skip >= len(seg):
                     continue
                 seg = seg[skip:]
@@ -274,7 +258,7 @@ class Reassembler:
 
     def _skip_to_buffered(self, anomaly: str, events: list[Event]) -> None:
         """Skip the hole before the earliest buffered segment, then deliver what follows it."""
-        gap = self._starts[0] - self.offset
+        gap = min(start for start, _ in self._frags) - self.offset
         events.append((anomaly, self.offset))
         events.append((GAP, gap))
         self.offset += gap
@@ -286,14 +270,16 @@ class Reassembler:
             return  # a retransmitted FIN, or a stale one before the delivered bytes
         self._fin = fin_off
         # Out-of-order bytes past the FIN are not part of this stream.
-        starts, segs = self._starts, self._segs
-        while starts and starts[-1] >= fin_off:
-            starts.pop()
-            self.buffered -= len(segs.pop())
-        if segs and starts[-1] + len(segs[-1]) > fin_off:
-            cut = segs[-1][: fin_off - starts[-1]]
-            self.buffered -= len(segs[-1]) - len(cut)
-            segs[-1] = cut
+        kept: list[tuple[int, bytes]] = []
+        for start, seg in self._frags:
+            if start + len(seg) > fin_off:
+                self.buffered -= len(seg)
+                if start >= fin_off:
+                    continue
+                seg = seg[: fin_off - start]
+                self.buffered += len(seg)
+            kept.append((start, seg))
+        self._frags = kept
 
     def _check_fin(self) -> None:
         if self._fin is not None and self.offset >= self._fin:
@@ -303,8 +289,7 @@ class Reassembler:
         self.finished = True
         if self._fin is None:
             self._fin = self.offset  # closes the fast path in add()
-        self._starts.clear()
-        self._segs.clear()
+        self._frags.clear()
         self.buffered = 0
         self._hist.clear()
         self._hist_bytes = 0
@@ -499,7 +484,7 @@ class StreamManager:
             seq = (seq + 1) & SEQ_MASK  # the SYN occupies one sequence number before the data
         st.ts_ns = ts_ns
         r = st.client if from_client else st.server
-        pre: list[Event] = []
+        missed = 0
         if r is None:
             if not payload:
                 return  # a FIN before any data: nothing to deliver
@@ -507,8 +492,8 @@ class StreamManager:
             if st.late_client if from_client else st.late_server:
                 if isn is not None:
                     missed = (seq - isn - 1) & SEQ_MASK
-                    if 0 < missed < SEQ_HALF:
-                        pre.append((GAP, missed))
+                    if missed >= SEQ_HALF:
+                        missed = 0
                 isn = None
             r = Reassembler(isn, self._max_buffer, self._max_segments)
             if from_client:
@@ -516,8 +501,8 @@ class StreamManager:
             else:
                 st.server = r
         events = r.add(seq, payload, bool(flags & FIN))
-        if pre:
-            events = pre + events
+        if missed:
+            events.insert(0, (GAP, missed))  # the segment(s) probed before the claim
         if events and self._dispatch(flow, st, from_client, ts_ns, events) and st.analyzer.done:
             self._close_analyzer(flow, st)
 
@@ -526,13 +511,14 @@ class StreamManager:
     ) -> bool:
         """Hand ``events`` to the analyzer; False when it raised (the flow is then given up)."""
         analyzer = st.analyzer
-        pending: tuple[str, int | bytes] | None = None
+        pending: tuple[str, int] | None = None
+        value: Any
         try:
             for kind, value in events:
                 if kind == DATA:
-                    analyzer.data(from_client, value, ts_ns)  # type: ignore[arg-type]
+                    analyzer.data(from_client, value, ts_ns)
                 elif kind == GAP:
-                    analyzer.gap(from_client, value)  # type: ignore[arg-type]
+                    analyzer.gap(from_client, value)
                     if pending is not None:
                         self._anomaly(
                             pending[0],

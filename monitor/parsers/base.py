@@ -23,12 +23,13 @@ class Analyzer(Protocol):
 
     The stream manager calls :meth:`close` exactly once: when the flow ends (or is evicted), or
     right after :attr:`done` turned True (not after the analyzer raised: the manager then
-    reports ``tcp.stream_analyzer_error`` and drops the flow). Analyzers never raise on bad bytes (STYLE S3.4); a
-    malformed unit becomes an anomaly or a parse-error record.
+    reports ``tcp.stream_analyzer_error`` and drops the flow). Analyzers never raise on bad
+    bytes (STYLE S3.4); a malformed unit becomes an anomaly or a parse-error record.
     """
 
     def data(self, from_client: bool, data: bytes, ts_ns: int) -> None:
-        """Take the next contiguous bytes of one direction (``ts_ns``: packet that completed them)."""
+        """Take the next contiguous bytes of one direction (``ts_ns``: the packet that completed
+        them)."""
         ...
 
     def gap(self, from_client: bool, size: int) -> None:

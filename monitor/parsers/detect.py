@@ -89,7 +89,7 @@ def probe_dicom(first: bytes, from_client: bool) -> bool:
 
 
 def probe_hl7(first: bytes, from_client: bool) -> bool:
-    """An MLLP block that starts with an MSH segment, or a raw ``MSH|`` message, from either side."""
+    """An MLLP block starting with an MSH segment, or a raw ``MSH|`` message, from either side."""
     return first.startswith(b"\x0bMSH") or first.startswith(b"MSH|")
 
 
@@ -100,7 +100,9 @@ def probe_tls(first: bytes, from_client: bool) -> bool:
     length = _U16(first, 3)[0]
     if length == 0 or length > MAX_TLS_RECORD_LENGTH:
         return False
-    return len(first) < 6 or first[5] == HANDSHAKE_CLIENT_HELLO or first[5] == HANDSHAKE_SERVER_HELLO
+    if len(first) < 6:
+        return True
+    return first[5] == HANDSHAKE_CLIENT_HELLO or first[5] == HANDSHAKE_SERVER_HELLO
 
 
 def probe_ssh(first: bytes, from_client: bool) -> bool:

@@ -102,8 +102,7 @@ class RunWriter:
         """Queue a record dataclass from :mod:`monitor.records`; its run_id is set here."""
         table = _RECORD_TABLE[type(record)]
         values = tuple(
-            self.run_id if f.name == "run_id" else getattr(record, f.name)
-            for f in fields(record)
+            self.run_id if f.name == "run_id" else getattr(record, f.name) for f in fields(record)
         )
         self.add(table, values)
 
@@ -117,9 +116,7 @@ class RunWriter:
         if not rows:
             return
         cols = self._columns[table]
-        arrays = [
-            pa.array([r[i] for r in rows], type=typ) for i, (_name, typ) in enumerate(cols)
-        ]
+        arrays = [pa.array([r[i] for r in rows], type=typ) for i, (_name, typ) in enumerate(cols)]
         batch = pa.Table.from_arrays(arrays, names=[name for name, _t in cols])
         names = ", ".join(f'"{name}"' for name, _t in cols)
         con = self.reg.con

@@ -1,0 +1,171 @@
+"""The command line through click's CliRunner: output formats and every kind of bad input."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import struct
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import PCAPS
+
+from monitor import __version__
+from monitor.cli import cli
+
+HTTP = PCAPS / "generic" / "http.pcap"
+
+
+def run(*args: str, input: bytes | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_version() -> None:
+    code, out, _err = run("--version")
+    assert (code, out.strip()) == (0, f"medmon, version {__version__}")
+
+
+def test_replay_then_flows_as_json_and_csv(db: str) -> None:
+    code, _out, err = run("replay", str(HTTP), "--db", db)
+    assert code == 0, err
+    code, out, _err = run("flows", "--db", db, "--format", "json")
+    rows = json.loads(out)
+    assert len(rows) == 4
+    assert {(r["client_ip"], r["server_ip"], r["server_port"], r["app"]) for r in rows} == {
+        ("10.20.0.11", "10.10.0.80", 80, "http"),
+        ("10.40.0.31", "10.10.0.80", 80, "http"),
+    }
+    assert all(r["first_seen"].endswith("+00:00") for r in rows)
+    code, out, _err = run("flows", "--db", db, "--format", "csv")
+    parsed = list(csv.DictReader(io.StringIO(out)))
+    assert [r["flow_uid"] for r in parsed] == [r["flow_uid"] for r in rows]
+    code, out, _err = run("flows", "--db", db)
+    assert code == 0 and "10.40.0.31" in out and "http" in out
+
+
+def test_replay_from_stdin(db: str) -> None:
+    code, _out, err = run("replay", "-", "--db", db, input=HTTP.read_bytes())
+    assert code == 0, err
+    code, out, _err = run("runs", "--db", db, "--format", "json")
+    assert json.loads(out)[0]["packets"] == 60
+    # The same bytes again on stdin are recognised by their hash.
+    code, _out, err = run("replay", "-", "--db", db, input=HTTP.read_bytes())
+    assert code == 0 and "already recorded in run 1" in err
+
+
+def _err_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_not_a_capture(tmp_path: Path, db: str) -> None:
+    bad = tmp_path / "notes.txt"
+    bad.write_text("<?xml version='1.0'?>\n")
+    code, _out, err = run("replay", str(bad), "--db", db)
+    assert code == 2
+    line = _err_line(err)
+    assert line.startswith(f"medmon: error: {bad}: not a pcap or pcapng file")
+
+
+def test_empty_file(tmp_path: Path, db: str) -> None:
+    bad = tmp_path / "empty.pcap"
+    bad.write_bytes(b"")
+    code, _out, err = run("replay", str(bad), "--db", db)
+    assert code == 2
+    assert _err_line(err) == f"medmon: error: {bad}: empty file"
+
+
+def test_missing_path(tmp_path: Path, db: str) -> None:
+    code, _out, err = run("replay", str(tmp_path / "nope.pcap"), "--db", db)
+    assert code == 2
+    assert _err_line(err) == f"medmon: error: {tmp_path / 'nope.pcap'}: no such file or directory"
+
+
+def test_directory_without_captures(tmp_path: Path, db: str) -> None:
+    (tmp_path / "README.txt").write_text("no captures here\n")
+    code, _out, err = run("replay", str(tmp_path), "--db", db)
+    assert code == 2
+    assert _err_line(err) == f"medmon: error: {tmp_path}: directory holds no capture files"
+
+
+def test_truncated_last_record_keeps_what_was_read(tmp_path: Path, db: str) -> None:
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(HTTP.read_bytes()[:-30])
+    code, _out, err = run("replay", str(cut), "--db", db)
+    assert code == 0
+    line = _err_line(err)
+    assert line.startswith(f"medmon: warning: {cut}: truncated record")
+    code, out, _err = run("runs", "--db", db, "--format", "json")
+    assert json.loads(out)[0]["packets"] == 59
+
+
+def test_absurd_record_length_on_the_first_record(tmp_path: Path, db: str) -> None:
+    data = bytearray(HTTP.read_bytes())
+    struct.pack_into("<I", data, 24 + 8, 0x7FFFFFFF)
+    bad = tmp_path / "absurd.pcap"
+    bad.write_bytes(bytes(data))
+    code, _out, err = run("replay", str(bad), "--db", db)
+    assert code == 2
+    assert "absurd" in _err_line(err) and str(bad) in err
+    code, _out, err = run("runs", "--db", db)
+    assert code == 0  # the register exists, and holds no run
+    assert "(no rows)" in err
+
+
+def test_good_inputs_are_recorded_beside_bad_ones(tmp_path: Path, db: str) -> None:
+    bad = tmp_path / "bad.pcap"
+    bad.write_text("not a capture")
+    code, _out, err = run("replay", str(bad), str(HTTP), "--db", db)
+    assert code == 0
+    assert _err_line(err).startswith(f"medmon: error: {bad}: not a pcap or pcapng file")
+    code, out, _err = run("flows", "--db", db, "--format", "json")
+    assert len(json.loads(out)) == 4
+
+
+def test_unsupported_link_type_is_one_warning_as_json(tmp_path: Path, db: str) -> None:
+    data = bytearray(HTTP.read_bytes())
+    struct.pack_into("<I", data, 20, 147)  # LINKTYPE_USER0
+    odd = tmp_path / "user0.pcap"
+    odd.write_bytes(bytes(data))
+    code, _out, err = run("--log-format", "json", "replay", str(odd), "--db", db)
+    assert code == 0
+    event = json.loads(_err_line(err))
+    assert event["level"] == "warning"
+    assert event["message"] == (
+        f"{odd}: link type 147 (unknown) is not supported; its frames are counted and skipped"
+    )
+    code, out, _err = run("runs", "--db", db, "--format", "json")
+    assert json.loads(out)[0]["skipped"] == 60
+
+
+def test_listing_without_a_register(tmp_path: Path) -> None:
+    db = tmp_path / "none.duckdb"
+    code, _out, err = run("flows", "--db", str(db))
+    assert code == 2
+    assert _err_line(err) == (
+        f"medmon: error: {db}: no register here yet (run 'medmon replay CAPTURE' first)"
+    )
+
+
+def test_a_newer_register_is_a_one_line_error(db: str) -> None:
+    import duckdb
+
+    run("replay", str(HTTP), "--db", db)
+    con = duckdb.connect(db)
+    con.execute("UPDATE _medmon_meta SET value = '7' WHERE key = 'schema_version'")
+    con.close()
+    for args in (("flows",), ("replay", str(PCAPS / "generic" / "dns.pcap"))):
+        code, _out, err = run(*args, "--db", db)
+        assert code == 2
+        assert "schema version 7 was written by a newer medmon" in _err_line(err)
+
+
+@pytest.mark.parametrize("command", ["replay", "flows", "runs"])
+def test_every_command_has_help_with_an_example(command: str) -> None:
+    code, out, _err = run(command, "--help")
+    assert code == 0 and "Example:" in out and "--db" in out
