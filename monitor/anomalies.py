@@ -27,8 +27,6 @@ CATALOGUE: dict[str, str] = {
     "ipv6.truncated": "The frame ends inside the IPv6 header or one of its extension headers.",
     "ip.bad_version": "The IP version nibble is neither 4 nor 6 where an IP packet was expected.",
     "ip.fragment_orphan": "A non-first IP fragment arrived with no first fragment to attribute it to.",
-    "ip.fragment_overlap": "IP fragments overlap with different contents; the first copy is kept.",
-    "ip.fragment_timeout": "An IP datagram was still incomplete when its reassembly timed out.",
     # transport layer
     "tcp.truncated": "The frame ends inside the TCP header (snaplen); the fields present are used.",
     "tcp.bad_header_length": "The TCP data offset is below 5 words or beyond the packet.",

@@ -320,6 +320,7 @@ class FlowTable:
             if frag:
                 p = decode(linktype, data)
                 if p is None:
+                    anomalies["frame.linktype_unsupported"] += 1
                     stats.unsupported[linktype] += 1
                     if self.on_unsupported is not None and stats.unsupported[linktype] == 1:
                         self.on_unsupported(linktype)

@@ -64,21 +64,27 @@ decompressed as a stream. Offsets in warnings count bytes of the uncompressed ca
 Damage
 ======
 
-A file that cannot be read at all raises :class:`CaptureError` when the reader is created.
-Damage found later (a truncated last record, an absurd record length, a bad pcapng block, a
-truncated gzip stream, a read error) stops the file with a one-line warning in
-``FileStats.warnings``; every frame before the damage has been yielded. Records are read in
-large chunks (the incomplete tail is carried to the next chunk), so memory stays bounded for
-any file size and stdin or gzip streams are read the same way as plain files.
+A file that cannot be read at all (missing, unreadable, empty, unknown magic, cut inside its
+file header) raises :class:`CaptureError` when the reader is created. Damage found later stops
+the file with a one-line warning ``'<path>: <problem>'`` in ``FileStats.warnings``; every
+frame before the damage has been yielded. Damage is: a truncated last record or block, a pcap
+captured length above ``MAX_CAPLEN``, a pcapng block whose total length is not a multiple of
+4, below its type's minimum, above ``MAX_BLOCK`` or unlike its trailing copy, packet data
+overrunning its block, an undescribed interface, a truncated or corrupt gzip stream, a read
+error.
+
+Files are read in chunks of ``CHUNK`` bytes (the incomplete tail is carried to the next
+chunk), so memory stays bounded for any file size, and stdin, pipes and gzip streams are read
+the same way as plain files.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import hashlib
 import heapq
-import io
 import math
 import os
 import stat
@@ -159,6 +165,9 @@ _NG_SHB_VERSION = {e: struct.Struct(e + "HH").unpack_from for e in "<>"}
 _NG_OPT = {e: struct.Struct(e + "HH").unpack_from for e in "<>"}
 _NG_I64 = {e: struct.Struct(e + "q").unpack_from for e in "<>"}
 
+_BOM_ORDER = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}
+_MIN_BLOCK = {PCAPNG_SHB: 28, BT_IDB: 20, BT_PB: 32, BT_SPB: 16, BT_EPB: 32}
+
 _NS = 1_000_000_000
 
 
@@ -202,7 +211,7 @@ class _LazyDigestStats(FileStats):
         if not self._sha256:
             try:
                 self._sha256 = file_digest(self.path)
-            except CaptureError:
+            except OSError:
                 return ""
         return self._sha256
 
@@ -234,40 +243,36 @@ def file_digest(path: str | os.PathLike[str]) -> str:
 
     The result is cached by the file's identity (device, inode, size, mtime), so hashing a
     capture before reading it (to skip one already recorded) and asking the reader's
-    ``stats.sha256`` afterwards reads the file once. Raises :class:`CaptureError` when the file
-    cannot be read.
+    ``stats.sha256`` afterwards reads the file once. Raises ``OSError`` when the file cannot
+    be read (``FileNotFoundError``, ``PermissionError``, ...), also for a directory
+    (``IsADirectoryError``) and for a pipe or device (``EINVAL``, 'not a regular file': hashing
+    it would consume it; its reader hashes what it reads instead).
     """
     p = os.fspath(path)
-    try:
-        st = os.stat(p)
-        if stat.S_ISDIR(st.st_mode):
-            raise CaptureError(p, "is a directory")
-        if not stat.S_ISREG(st.st_mode):
-            raise CaptureError(p, "not a regular file")
-        return _digest_cached(p, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
-    except OSError as exc:
-        raise CaptureError(p, _os_reason(exc)) from None
+    st = os.stat(p)
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "Is a directory", p)
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(errno.EINVAL, "not a regular file", p)
+    return _digest_cached(p, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
 
 
 # --- byte streams -----------------------------------------------------------------------------
 
 
-class _HashingStream(io.RawIOBase):
+class _HashingStream:
     """A non-seekable byte stream (stdin, a pipe) that hashes and counts what is read.
 
     ``peek`` keeps the bytes it reads and hands them out again, so the magic can be looked at
-    without seeking.
+    without seeking. ``read`` returns what one read of the stream gives (``read1`` when the
+    stream has it), so frames flow as they arrive.
     """
 
     def __init__(self, raw: BinaryIO) -> None:
-        super().__init__()
-        self._read = getattr(raw, "read1", raw.read)
+        self._read: Callable[[int], bytes] = getattr(raw, "read1", raw.read)
         self._pending = b""
         self.hasher = hashlib.sha256()
         self.nread = 0
-
-    def readable(self) -> bool:
-        return True
 
     def _fill(self, n: int) -> bytes:
         data = self._read(n)
@@ -278,18 +283,11 @@ class _HashingStream(io.RawIOBase):
         self.nread += len(data)
         return data
 
-    def read(self, size: int | None = -1) -> bytes:
-        n = CHUNK if size is None or size < 0 else size
+    def read(self, n: int) -> bytes:
         if self._pending:
             data, self._pending = self._pending[:n], self._pending[n:]
             return data
         return self._fill(n)
-
-    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
-        view = memoryview(buffer).cast("B")
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
 
     def peek(self, n: int) -> bytes:
         """Return up to ``n`` first bytes (fewer only at end of stream) without consuming."""
@@ -299,6 +297,45 @@ class _HashingStream(io.RawIOBase):
                 break
             self._pending += more
         return self._pending[:n]
+
+
+class _Gunzip:
+    """Streaming gzip decompression (RFC 1952; members may be concatenated, zero padding after
+    the last is allowed, as gzip(1) writes and reads them).
+
+    ``read(n)`` returns what it has as soon as it has some, so that nothing decompressed is
+    lost when the compressed stream turns out to be truncated (``EOFError``) or corrupt
+    (``zlib.error``, ``gzip.BadGzipFile``).
+    """
+
+    def __init__(self, raw_read: Callable[[int], bytes]) -> None:
+        self._raw_read = raw_read
+        self._d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        self._in = b""
+
+    def read(self, n: int) -> bytes:
+        while True:
+            if self._d.eof:  # after a member: the end, zero padding, or another member
+                self._in = self._in.lstrip(b"\0")
+                if len(self._in) < 2:
+                    more = self._raw_read(CHUNK)
+                    if not more:
+                        if self._in:
+                            raise gzip.BadGzipFile("trailing garbage after the compressed data")
+                        return b""
+                    self._in += more
+                    continue
+                if self._in[:2] != GZIP_MAGIC:
+                    raise gzip.BadGzipFile("trailing garbage after the compressed data")
+                self._d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+            if not self._in:
+                self._in = self._raw_read(CHUNK)
+                if not self._in:
+                    raise EOFError("compressed data ends early")
+            out = self._d.decompress(self._in, n)
+            self._in = self._d.unused_data if self._d.eof else self._d.unconsumed_tail
+            if out:
+                return out
 
 
 def _read_full(read: Callable[[int], bytes], n: int) -> bytes:
@@ -312,7 +349,9 @@ def _read_full(read: Callable[[int], bytes], n: int) -> bytes:
     return data
 
 
-_READ_ERRORS = (OSError, EOFError, zlib.error)
+# What reading a file, a stream or a gzip stream raises: OSError (EIO, ...), EOFError (gzip
+# cut short), zlib.error and gzip.BadGzipFile (corrupt gzip), ValueError (a closed stream).
+_READ_ERRORS = (OSError, EOFError, zlib.error, ValueError)
 
 
 def _read_error_reason(exc: BaseException) -> str:
@@ -322,7 +361,7 @@ def _read_error_reason(exc: BaseException) -> str:
         return f"gzip stream is corrupt ({exc})"
     if isinstance(exc, OSError):
         return f"read error ({_os_reason(exc)})"
-    return str(exc)  # pragma: no cover
+    return f"read error ({exc})"
 
 
 # --- the reader -------------------------------------------------------------------------------
@@ -378,8 +417,11 @@ class CaptureReader:
             stream = _HashingStream(src)
             self._stream = stream
             stats: FileStats = FileStats(path=path)
-            head = stream.peek(4)
-            raw: BinaryIO | _HashingStream = stream
+            self.stats = stats
+            try:
+                head = stream.peek(4)
+            except _READ_ERRORS as exc:
+                raise self._fail(_read_error_reason(exc)) from None
             raw_read = stream.read
         else:
             try:
@@ -395,14 +437,12 @@ class CaptureReader:
                     stats = _LazyDigestStats(path=path, size=st.st_size)
                     head = f.read(4)
                     f.seek(0)
-                    raw = f
                     raw_read = f.read
                 else:  # a FIFO or device: read it as a stream, hashing as we go
                     stream = _HashingStream(f)
                     self._stream = stream
                     stats = FileStats(path=path)
                     head = stream.peek(4)
-                    raw = stream
                     raw_read = stream.read
             except OSError as exc:
                 raise self._fail(_os_reason(exc)) from None
@@ -413,9 +453,7 @@ class CaptureReader:
         self._gz = head[:2] == GZIP_MAGIC
         read = raw_read
         if self._gz:
-            gz = gzip.GzipFile(fileobj=raw, mode="rb")
-            self._closers.append(gz.close)
-            read = gz.read
+            read = _Gunzip(raw_read).read
         self._read = read
         try:
             magic = _read_full(read, 4)
@@ -435,9 +473,7 @@ class CaptureReader:
                 raise self._fail(
                     f"file ends inside the pcap file header ({4 + len(rest)} of 24 bytes)"
                 )
-            _m, _major, _minor, _tz, _sf, self._snaplen, lt_field = _PCAP_HDR[self._endian].unpack(
-                magic + rest
-            )
+            *_, lt_field = _PCAP_HDR[self._endian].unpack(magic + rest)
             self._linktype = lt_field & 0xFFFF
             self._head = b""
             self._offset = 24
@@ -453,14 +489,17 @@ class CaptureReader:
                     f"file ends inside the pcapng section header ({4 + len(rest)} of 12 bytes)"
                 )
             bom = rest[4:8]
-            if bom not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
+            if bom not in _BOM_ORDER:
                 raise self._fail(f"pcapng section header has a bad byte-order magic 0x{bom.hex()}")
+            blen = _NG_U32[_BOM_ORDER[bom]](rest, 0)[0]
+            if blen % 4 or blen < 28 or blen > MAX_BLOCK:
+                raise self._fail(f"pcapng section header has a bad total length {blen}")
             self._head = magic + rest
             self._offset = 0
             self._iter = self._iter_pcapng
         else:
-            found = magic.hex()
-            raise self._fail(f"not a pcap or pcapng file (starts with 0x{found})")
+            inside = " inside the gzip stream" if self._gz else ""
+            raise self._fail(f"not a pcap or pcapng file{inside} (starts with 0x{magic.hex()})")
         stats.format = fmt + suffix
         self._sync_stream_stats()
 
@@ -582,10 +621,16 @@ class CaptureReader:
             self.close()
 
     def _iter_pcapng(self) -> Iterator[Frame]:
-        """pcapng blocks, read chunk by chunk; sections of either byte order."""
+        """pcapng blocks, read chunk by chunk; sections of either byte order.
+
+        Enhanced Packet Blocks take a fast path (one unpack for the block header and packet
+        header, one for the trailer); every check that fails sends the block to
+        :meth:`_block_problem`, which names the damage.
+        """
         stats = self.stats
         read_chunk = self._read_chunk
         linktypes_add = stats.linktypes.add
+        max_block = MAX_BLOCK
         need = 0  # bytes still missing of a block begun in buf
         buf = self._head
         base = 0  # file offset of buf[0]
@@ -595,12 +640,12 @@ class CaptureReader:
         # Per interface of the current section: (linktype, mul, div, offset_ns, snaplen); a
         # timestamp in units converts to ns as units * mul // div + offset_ns.
         ifaces: list[tuple[int, int, int, int, int]] = []
+        nif = 0
         ts = 0  # timestamp of the previous packet of the section (SPBs take it)
         last_ts: int | None = None  # of the last packet of the previous sections
         n = 0  # frames yielded
         n_section = 0  # frames yielded before the current section
         nbytes = 0
-        nblock = 0  # blocks before buf[off]
         off = 0
         try:
             while True:
@@ -609,75 +654,51 @@ class CaptureReader:
                 while lim - off >= 12:
                     if lim - off >= 28:
                         btype, blen, ifid, tsh, tsl, caplen, wirelen = epb(buf, off)
+                        if btype == BT_EPB:
+                            if blen & 3 or blen < 32 or blen > max_block:
+                                break  # damage: diagnosed below
+                            stop = off + blen
+                            if stop > lim:
+                                need = stop - lim
+                                break  # the block continues in the next chunk
+                            if u32(buf, stop - 4)[0] != blen or caplen > blen - 32 or ifid >= nif:
+                                break  # damage: diagnosed below
+                            linktype, mul, div, toff, _snap = ifaces[ifid]
+                            if div == 1:
+                                ts = ((tsh << 32) | tsl) * mul + toff
+                            else:
+                                ts = ((tsh << 32) | tsl) * mul // div + toff
+                            n += 1
+                            if n == 1:
+                                stats.first_ts_ns = ts
+                            nbytes += caplen
+                            linktypes_add(linktype)
+                            start = off + 28
+                            off = stop
+                            yield (ts, linktype, buf[start : start + caplen], wirelen)
+                            continue
                     else:
                         btype, blen = _NG_BLOCK[e](buf, off)
-                        ifid = tsh = tsl = caplen = wirelen = 0
+                    # -- every other block, and any damage --
                     if btype == PCAPNG_SHB:
                         bom = buf[off + 8 : off + 12]
-                        if bom == b"\x4d\x3c\x2b\x1a":
-                            e = "<"
-                        elif bom == b"\x1a\x2b\x3c\x4d":
-                            e = ">"
-                        else:
-                            self._bad_block(
-                                nblock, base + off, f"bad byte-order magic 0x{bom.hex()}"
-                            )
-                            return
+                        if bom not in _BOM_ORDER:
+                            break  # damage: diagnosed below
+                        e = _BOM_ORDER[bom]
                         epb = _NG_EPB[e]
                         u32 = _NG_U32[e]
                         blen = u32(buf, off + 4)[0]
-                    # the block's frame: a sane length, complete, with a matching trailer
-                    if blen % 4 or blen < 12 or blen > MAX_BLOCK:
-                        if blen > MAX_BLOCK:
-                            why = "is absurd"
-                        elif blen % 4:
-                            why = "is not a multiple of 4"
-                        else:
-                            why = "is too small"
-                        self._bad_block(nblock, base + off, f"total length {blen} {why}")
-                        return
-                    if off + blen > lim:
-                        need = off + blen - lim
+                    if blen & 3 or blen < 12 or blen > max_block:
+                        break  # damage: diagnosed below
+                    stop = off + blen
+                    if stop > lim:
+                        need = stop - lim
                         break  # the block continues in the next chunk
-                    trailer = u32(buf, off + blen - 4)[0]
-                    if trailer != blen:
-                        self._bad_block(
-                            nblock,
-                            base + off,
-                            f"trailing length {trailer} does not match total length {blen}",
-                        )
-                        return
-                    if btype == BT_EPB:
-                        if blen < 32 or caplen > blen - 32:
-                            self._bad_block(
-                                nblock, base + off, _overrun(caplen, blen, "enhanced packet")
-                            )
-                            return
-                        if ifid >= len(ifaces):
-                            self._bad_block(nblock, base + off, _no_iface(ifid))
-                            return
-                        linktype, mul, div, toff, _snap = ifaces[ifid]
-                        if div == 1:
-                            ts = ((tsh << 32) | tsl) * mul + toff
-                        else:
-                            ts = ((tsh << 32) | tsl) * mul // div + toff
-                        n += 1
-                        if n == 1:
-                            stats.first_ts_ns = ts
-                        nbytes += caplen
-                        linktypes_add(linktype)
-                        nblock += 1
-                        start = off + 28
-                        off += blen
-                        yield (ts, linktype, buf[start : start + caplen], wirelen)
-                        continue
+                    if u32(buf, stop - 4)[0] != blen or btype == BT_EPB:
+                        break  # damage (a sound EPB took the fast path): diagnosed below
                     if btype == BT_SPB:
-                        if blen < 16:
-                            self._bad_block(nblock, base + off, f"total length {blen} is too small")
-                            return
-                        if not ifaces:
-                            self._bad_block(nblock, base + off, _no_iface(0))
-                            return
+                        if blen < 16 or not nif:
+                            break  # damage: diagnosed below
                         linktype, _mul, _div, _toff, snaplen = ifaces[0]
                         wirelen = u32(buf, off + 8)[0]
                         caplen = min(wirelen, blen - 16)
@@ -688,22 +709,16 @@ class CaptureReader:
                             stats.first_ts_ns = ts
                         nbytes += caplen
                         linktypes_add(linktype)
-                        nblock += 1
                         start = off + 12
-                        off += blen
+                        off = stop
                         yield (ts, linktype, buf[start : start + caplen], wirelen)
                         continue
                     if btype == BT_PB:
                         if blen < 32:
-                            self._bad_block(nblock, base + off, f"total length {blen} is too small")
-                            return
+                            break  # damage: diagnosed below
                         ifid, _drops, tsh, tsl, caplen, wirelen = _NG_PB[e](buf, off + 8)
-                        if caplen > blen - 32:
-                            self._bad_block(nblock, base + off, _overrun(caplen, blen, "packet"))
-                            return
-                        if ifid >= len(ifaces):
-                            self._bad_block(nblock, base + off, _no_iface(ifid))
-                            return
+                        if caplen > blen - 32 or ifid >= nif:
+                            break  # damage: diagnosed below
                         linktype, mul, div, toff, _snap = ifaces[ifid]
                         ts = ((tsh << 32) | tsl) * mul // div + toff
                         n += 1
@@ -711,35 +726,32 @@ class CaptureReader:
                             stats.first_ts_ns = ts
                         nbytes += caplen
                         linktypes_add(linktype)
-                        nblock += 1
                         start = off + 28
-                        off += blen
+                        off = stop
                         yield (ts, linktype, buf[start : start + caplen], wirelen)
                         continue
                     if btype == BT_IDB:
                         if blen < 20:
-                            self._bad_block(nblock, base + off, f"total length {blen} is too small")
-                            return
-                        ifaces.append(self._parse_idb(buf, off, blen, e, nblock, base + off))
+                            break  # damage: diagnosed below
+                        ifaces.append(self._parse_idb(buf, off, blen, e, base + off))
+                        nif += 1
                     elif btype == PCAPNG_SHB:
-                        if blen < 28:
-                            self._bad_block(nblock, base + off, f"total length {blen} is too small")
-                            return
-                        major, minor = _NG_SHB_VERSION[e](buf, off + 12)
-                        if major != 1:
-                            self._bad_block(
-                                nblock, base + off, f"unsupported pcapng version {major}.{minor}"
-                            )
-                            return
+                        if blen < 28 or _NG_SHB_VERSION[e](buf, off + 12)[0] != 1:
+                            break  # damage: diagnosed below
                         if n > n_section:
                             last_ts = ts
                         n_section = n
                         ifaces = []
+                        nif = 0
                         ts = 0
                     # every other block type is skipped by its length
-                    nblock += 1
-                    off += blen
-                # the buffer holds no complete block any more: settle, read on
+                    off = stop
+                # no complete block left in buf: is it damage, or does buf need more bytes?
+                problem = self._block_problem(buf, off, e, nif) if lim - off >= 12 else None
+                if problem is not None:
+                    self._warn(f"block at offset {base + off}: {problem}; stopped reading")
+                    return
+                # settle, and read on
                 stats.packets = n
                 stats.bytes = nbytes
                 stats.last_ts_ns = ts if n > n_section else last_ts
@@ -764,11 +776,50 @@ class CaptureReader:
             self._sync_stream_stats()
             self.close()
 
-    def _bad_block(self, nblock: int, offset: int, problem: str) -> None:
-        self._warn(f"block {nblock + 1} at offset {offset}: {problem}; stopped reading")
+    @staticmethod
+    def _block_problem(buf: bytes, off: int, e: str, nif: int) -> str | None:
+        """What is wrong with the block at ``buf[off]`` (at least 12 bytes there), or None when
+        it is sound but continues beyond ``buf``. The slow path: run once per damaged file."""
+        u32 = _NG_U32[e]
+        btype, blen = _NG_BLOCK[e](buf, off)
+        if btype == PCAPNG_SHB:
+            bom = buf[off + 8 : off + 12]
+            if bom not in _BOM_ORDER:
+                return f"bad byte-order magic 0x{bom.hex()}"
+            e = _BOM_ORDER[bom]
+            u32 = _NG_U32[e]
+            blen = u32(buf, off + 4)[0]
+        minimum = _MIN_BLOCK.get(btype, 12)
+        if blen > MAX_BLOCK:
+            return f"total length {blen} is absurd"
+        if blen & 3:
+            return f"total length {blen} is not a multiple of 4"
+        if blen < minimum:
+            return f"total length {blen} is too small"
+        if off + blen > len(buf):
+            return None
+        trailer = u32(buf, off + blen - 4)[0]
+        if trailer != blen:
+            return f"trailing length {trailer} does not match total length {blen}"
+        if btype == PCAPNG_SHB:
+            major, minor = _NG_SHB_VERSION[e](buf, off + 12)
+            return f"unsupported pcapng version {major}.{minor}"
+        if btype == BT_SPB:
+            return "simple packet block before any interface description"
+        if btype == BT_EPB:
+            ifid, _tsh, _tsl, caplen, _len = _NG_EPB[e](buf, off)[2:]
+            kind = "enhanced packet"
+        else:  # BT_PB
+            ifid, _drops, _tsh, _tsl, caplen, _len = _NG_PB[e](buf, off + 8)
+            kind = "packet"
+        if caplen > blen - 32:
+            return f"{kind} data ({caplen} bytes) overruns the block ({blen} bytes)"
+        if ifid >= nif:
+            return f"interface {ifid} is not described in this section"
+        return None  # pragma: no cover - every failed check above has its message
 
     def _parse_idb(
-        self, buf: bytes, off: int, blen: int, e: str, nblock: int, offset: int
+        self, buf: bytes, off: int, blen: int, e: str, offset: int
     ) -> tuple[int, int, int, int, int]:
         """An Interface Description Block -> (linktype, mul, div, offset_ns, snaplen)."""
         linktype, _reserved, snaplen = _NG_IDB[e](buf, off + 8)
@@ -783,8 +834,8 @@ class CaptureReader:
                 break
             if p + olen > end:
                 self._warn(
-                    f"block {nblock + 1} at offset {offset}: interface option {code} overruns "
-                    "the block; ignored the rest of its options"
+                    f"block at offset {offset}: interface option {code} overruns the block; "
+                    "ignored the rest of its options"
                 )
                 break
             if code == IF_TSRESOL and olen >= 1:
@@ -793,14 +844,6 @@ class CaptureReader:
                 toff = _NG_I64[e](buf, p)[0] * _NS
             p += (olen + 3) & ~3
         return (linktype, mul, div, toff, snaplen)
-
-
-def _overrun(caplen: int, blen: int, kind: str) -> str:
-    return f"{kind} data ({caplen} bytes) overruns the block ({blen} bytes)"
-
-
-def _no_iface(ifid: int) -> str:
-    return f"interface {ifid} is not described in this section"
 
 
 def _tsresol(value: int) -> tuple[int, int]:
@@ -889,13 +932,14 @@ def expand_paths(paths: Sequence[str]) -> tuple[list[str], list[str]]:
             seen_files.add(key)
             found.append(path)
 
-    def walk(path: str, seen_dirs: set[tuple[int, int]]) -> int:
+    def walk(path: str, seen_dirs: set[tuple[int, int]]) -> int | None:
+        """Add the captures under ``path``; their number, or None if it cannot be listed."""
         try:
             with os.scandir(path) as it:
                 entries = sorted(it, key=lambda d: d.name)
         except OSError as exc:
             errors.append(f"{path}: {_os_reason(exc)}")
-            return 0
+            return None
         count = 0
         for entry in entries:
             child = os.path.join(path, entry.name)
@@ -908,7 +952,7 @@ def expand_paths(paths: Sequence[str]) -> tuple[list[str], list[str]]:
                 if key in seen_dirs:
                     continue
                 seen_dirs.add(key)
-                count += walk(child, seen_dirs)
+                count += walk(child, seen_dirs) or 0
             elif stat.S_ISREG(st.st_mode):
                 if not os.access(child, os.R_OK):
                     errors.append(f"{child}: permission denied")

@@ -20,9 +20,11 @@ Reassembly rules, chosen to match ``tshark -z follow,tcp`` (Wireshark 4.0 ``pack
   bytes than the first copy keeps the first copy (tshark does too) and is reported as
   ``tcp.stream_overlap_mismatch``, as far as the delivered bytes are still in the short
   ``history`` kept for that comparison.
-- A segment that starts exactly at the next expected byte is delivered whole, then the
-  out-of-order segments it reaches are trimmed to their new bytes (tshark's order). Among
-  out-of-order segments the first copy of a byte wins.
+- A segment that starts exactly at the next expected byte is delivered whole. Out-of-order
+  segments are kept whole in arrival order; once the stream reaches them, the first (in
+  arrival order) that starts at or before the next byte is trimmed to its new bytes and
+  delivered, again and again (tshark's order). Where a trimmed part differs from what was
+  delivered, ``tcp.stream_overlap_mismatch`` is reported.
 - Out-of-order segments are buffered until contiguous. When more than ``max_buffer`` bytes or
   ``max_segments`` segments are held, the stream skips the hole to the earliest buffered
   segment: a ``('gap', n)`` event and ``tcp.stream_buffer_full``. At the end of the flow,
@@ -32,6 +34,11 @@ Reassembly rules, chosen to match ``tshark -z follow,tcp`` (Wireshark 4.0 ``pack
 - Keep-alive probes (RFC 9293 §3.8.4: zero or one garbage byte at SND.NXT-1) are dropped
   without a mismatch. Zero-window probes (§3.8.6.1: one new byte at SND.NXT) are data.
 - Data past a FIN is dropped; a FIN before the bytes already delivered (a stale FIN) is ignored.
+  A RST ends nothing here (the flow table closes the flow); data on a RST is delivered, as
+  tshark does.
+- Without a SYN (the SPAN session joined late) a direction starts at its first segment of two
+  or more bytes. Payload cut by the snap length is not known to be short: the missing tail
+  becomes a gap when later bytes arrive.
 
 Memory per reassembled direction is bounded by ``max_buffer`` + ``history`` (+ one segment).
 When the analyzer reports ``done`` (e.g. DICOM pixel data follows), the manager drops the
@@ -460,7 +467,15 @@ class StreamManager:
             emit=self._emit,
             anomaly=anomaly,
         )
-        st = _Stream(spec, spec.analyzer(ctx))
+        try:
+            analyzer = spec.analyzer(ctx)
+        except Exception as exc:
+            if self._strict:
+                raise
+            report(ANOMALY_ANALYZER_ERROR, uid, f"{spec.name}: start: {type(exc).__name__}: {exc}")
+            flow.stream = False
+            return False
+        st = _Stream(spec, analyzer)
         if late is True:
             st.late_client = True
         elif late is False:
@@ -490,11 +505,13 @@ class StreamManager:
                 return  # a FIN before any data: nothing to deliver
             isn = flow.isn_client if from_client else flow.isn_server
             if st.late_client if from_client else st.late_server:
+                # Its first payload went to the probes before the other direction claimed the
+                # flow: start at this segment, after a gap as long as what was probed.
                 if isn is not None:
                     missed = (seq - isn - 1) & SEQ_MASK
                     if missed >= SEQ_HALF:
                         missed = 0
-                isn = None
+                isn = (seq - 1) & SEQ_MASK
             r = Reassembler(isn, self._max_buffer, self._max_segments)
             if from_client:
                 st.client = r

@@ -61,11 +61,17 @@ MAX_TLS_RECORD_LENGTH = (1 << 14) + 2048
 
 SSH_BANNER_PREFIX = b"SSH-"
 
-#: Request methods of RFC 9110 §9, PATCH (RFC 5789) and the WebDAV methods of RFC 4918 §9. A
-#: closed list: an open token grammar would also match SMTP, FTP and POP commands.
+#: Request methods of the IANA HTTP Method Registry (RFC 9110 §16.1): RFC 9110 §9, PATCH
+#: (RFC 5789), WebDAV (RFC 4918, 3253, 3648, 3744, 5323, 5842, 4791, 4437) and HTTP/2's
+#: connection preface ``PRI`` (RFC 9113 §3.4). A closed list: an open token grammar would also
+#: match SMTP, FTP and POP commands. Methods of 16 or more characters (BASELINE-CONTROL,
+#: UPDATEREDIRECTREF) do not fit the default 16 probe bytes with their space and are left out.
 HTTP_METHODS = frozenset(
     (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"CONNECT", b"OPTIONS", b"TRACE", b"PATCH",
-     b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK")
+     b"PRI", b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK",
+     b"SEARCH", b"REPORT", b"ACL", b"BIND", b"UNBIND", b"REBIND", b"LINK", b"UNLINK",
+     b"CHECKIN", b"CHECKOUT", b"UNCHECKOUT", b"VERSION-CONTROL", b"MERGE", b"LABEL", b"UPDATE",
+     b"MKACTIVITY", b"MKWORKSPACE", b"MKCALENDAR", b"MKREDIRECTREF", b"ORDERPATCH")
 )  # fmt: skip
 _LONGEST_METHOD = max(len(m) for m in HTTP_METHODS)
 HTTP_VERSION_PREFIX = b"HTTP/1."
@@ -75,7 +81,9 @@ def probe_dicom(first: bytes, from_client: bool) -> bool:
     """An A-ASSOCIATE-RQ PDU header from the client, or an A-ASSOCIATE-AC from the server.
 
     Needs the 6-byte PDU header (a requestor may write the header in a segment of its own);
-    the protocol version at offset 6 is checked when the segment carries it.
+    the protocol version at offset 6 is checked when the segment carries it. The reserved byte
+    at offset 1 must be 0x00: PS3.8 tells a receiver not to test reserved fields, but a probe
+    that claims flows on any port needs the extra certainty.
     """
     if len(first) < 6 or first[1] != 0:
         return False

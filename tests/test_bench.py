@@ -1,0 +1,415 @@
+"""bench.py: the generated mix checked against tshark, and the report's shape.
+
+Small and fast: a 20,000-packet mix, generated once. No test asserts a time or a rate (only
+that rates are positive): machines differ, and this one is shared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import need_tshark
+
+from monitor import bench
+from monitor.bench import (
+    BenchError,
+    BenchReport,
+    Measurement,
+    MemoryScaling,
+    MixStats,
+    ScalingPoint,
+    format_report,
+    generate_mix,
+    memory_scaling,
+    run_bench,
+)
+
+PACKETS = 20_000
+
+
+@pytest.fixture(scope="module")
+def mix(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, MixStats]:
+    path = tmp_path_factory.mktemp("bench") / "mix.pcap"
+    stats = generate_mix(str(path), packets=PACKETS)
+    return path, stats
+
+
+def tshark(*args: str) -> str:
+    """tshark's output; unlike conftest's, a failure (a bad filter, an unknown preference)
+    fails the test instead of passing it vacuously."""
+    out = subprocess.run(
+        [need_tshark(), "-n", *args], capture_output=True, text=True, check=False, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def _lines(out: str) -> list[str]:
+    return [line for line in out.splitlines() if line.strip()]
+
+
+def _dicom_args(path: Path) -> list[str]:
+    # tshark binds DICOM to 104 only; 11112 is DICOM's other registered port.
+    return ["-r", str(path), "-d", "tcp.port==11112,dicom", "-d", "tcp.port==104,dicom"]
+
+
+# ---------------------------------------------------------------- the capture itself
+
+
+def test_stats_add_up(mix: tuple[Path, MixStats]) -> None:
+    path, stats = mix
+    assert stats.packets == PACKETS
+    assert stats.file_size == path.stat().st_size
+    assert stats.file_size == 24 + 16 * PACKETS + stats.bytes
+    assert stats.tcp_flows == stats.flows["tcp"] + stats.flows["dicom"] + stats.flows["hl7"]
+    assert stats.total_flows == PACKETS // bench.PACKETS_PER_FLOW
+    assert all(stats.flows[k] > 0 for k in ("tcp", "dicom", "hl7", "dns", "syslog", "ntp"))
+
+
+def test_pcap_layout(mix: tuple[Path, MixStats]) -> None:
+    """Classic little-endian µs pcap, Ethernet; time never goes back; IP lengths match."""
+    path, _ = mix
+    data = path.read_bytes()
+    magic, major, minor, _, _, snaplen, linktype = struct.unpack_from("<IHHiIII", data)
+    assert (magic, major, minor, snaplen, linktype) == (0xA1B2C3D4, 2, 4, 65535, 1)
+    off, last, n = 24, (0, 0), 0
+    while off < len(data):
+        sec, usec, incl, orig = struct.unpack_from("<IIII", data, off)
+        frame = data[off + 16 : off + 16 + incl]
+        assert incl == orig == len(frame) and usec < 1_000_000
+        assert (sec, usec) >= last
+        last = (sec, usec)
+        l3 = 18 if frame[12:14] == b"\x81\x00" else 14
+        ethertype = frame[l3 - 2 : l3]
+        if ethertype == b"\x08\x00":
+            assert struct.unpack_from(">H", frame, l3 + 2)[0] == len(frame) - l3
+        else:
+            assert ethertype == b"\x86\xdd"
+            assert struct.unpack_from(">H", frame, l3 + 4)[0] == len(frame) - l3 - 40
+        assert len(frame) <= 1518  # MTU 1500 plus Ethernet and 802.1Q headers
+        off += 16 + incl
+        n += 1
+    assert n == PACKETS
+
+
+def test_no_frame_repeats(mix: tuple[Path, MixStats]) -> None:
+    """medmon drops repeated frames as SPAN duplicates: the mix must not contain any."""
+    path, _ = mix
+    data = path.read_bytes()
+    off, digests = 24, set()
+    while off < len(data):
+        incl = struct.unpack_from("<I", data, off + 8)[0]
+        digests.add(hashlib.blake2b(data[off + 16 : off + 16 + incl], digest_size=16).digest())
+        off += 16 + incl
+    assert len(digests) == PACKETS
+
+
+def test_frame_count_matches_tshark_and_capinfos(mix: tuple[Path, MixStats]) -> None:
+    path, _ = mix
+    assert len(_lines(tshark("-r", str(path), "-T", "fields", "-e", "frame.number"))) == PACKETS
+    capinfos = shutil.which("capinfos")
+    if capinfos is None:
+        pytest.skip("capinfos is not installed")
+    out = subprocess.run(
+        [capinfos, "-c", "-M", str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip().splitlines()[-1].split()[-1] == str(PACKETS)
+
+
+def test_ipv6_and_vlan_shares(mix: tuple[Path, MixStats]) -> None:
+    path, stats = mix
+    ipv6 = len(_lines(tshark("-r", str(path), "-Y", "ipv6")))
+    vlan = len(_lines(tshark("-r", str(path), "-Y", "vlan")))
+    assert (ipv6, vlan) == (stats.ipv6_packets, stats.vlan_packets)
+    assert 0.08 <= ipv6 / PACKETS <= 0.12
+    assert 0.04 <= vlan / PACKETS <= 0.06
+    vlan_ids = set(_lines(tshark("-r", str(path), "-Y", "vlan", "-T", "fields", "-e", "vlan.id")))
+    assert len(vlan_ids) >= 3
+
+
+def test_tcp_conversations_are_the_generated_flows(mix: tuple[Path, MixStats]) -> None:
+    path, stats = mix
+    out = tshark("-r", str(path), "-q", "-z", "conv,tcp")
+    assert sum("<->" in line for line in out.splitlines()) == stats.tcp_flows
+    syns = tshark("-r", str(path), "-Y", "tcp.flags.syn==1 && tcp.flags.ack==0")
+    assert len(_lines(syns)) == stats.tcp_flows
+
+
+def test_tcp_streams_are_consistent(mix: tuple[Path, MixStats]) -> None:
+    """Sequence numbers add up: tshark sees no loss, reordering, retransmission or dup ACK."""
+    path, _ = mix
+    bad = (
+        "tcp.analysis.retransmission || tcp.analysis.out_of_order || "
+        "tcp.analysis.lost_segment || tcp.analysis.ack_lost_segment || "
+        "tcp.analysis.duplicate_ack || tcp.analysis.spurious_retransmission"
+    )
+    assert _lines(tshark("-r", str(path), "-Y", bad)) == []
+    # Handshakes, teardowns and resets are all there.
+    for flt in ("tcp.flags.syn==1 && tcp.flags.ack==1", "tcp.flags.fin==1", "tcp.flags.reset==1"):
+        assert _lines(tshark("-r", str(path), "-Y", flt))
+
+
+def test_checksums_are_valid(mix: tuple[Path, MixStats]) -> None:
+    path, _ = mix
+    # tshark always checks ICMP and ICMPv6; IP, TCP and UDP only when asked.
+    checks = [f"{p}.check_checksum:TRUE" for p in ("ip", "tcp", "udp")]
+    args = [a for c in checks for a in ("-o", c)]
+    bad = " || ".join(f"{p}.checksum.status==0" for p in ("ip", "tcp", "udp", "icmp", "icmpv6"))
+    assert _lines(tshark("-r", str(path), *args, "-Y", bad)) == []
+    good = tshark("-r", str(path), *args, "-Y", "tcp.checksum.status==1")
+    assert len(_lines(good)) > PACKETS // 2
+
+
+def test_dicom_associate_rq_decoded_by_tshark(mix: tuple[Path, MixStats]) -> None:
+    path, stats = mix
+    out = tshark(
+        *_dicom_args(path),
+        "-Y",
+        "dicom.pdu.type == 1",
+        "-T",
+        "fields",
+        "-E",
+        "separator=/t",
+        "-e",
+        "tcp.dstport",
+        "-e",
+        "dicom.assoc.version",
+        "-e",
+        "dicom.assoc.ae.called",
+        "-e",
+        "dicom.assoc.ae.calling",
+        "-e",
+        "dicom.assoc.item.type",
+    )
+    rows = [line.split("\t") for line in _lines(out)]
+    assert len(rows) == stats.flows["dicom"]
+    assert {r[0] for r in rows} <= {"104", "11112"}
+    for _, version, called, calling, items in rows:
+        assert version == "1"
+        assert called.strip().startswith("BENCH_PACS")
+        assert calling.strip().startswith("BENCH_")
+        item_types = set(items.split(","))
+        assert {"0x10", "0x20", "0x30", "0x40", "0x50", "0x51", "0x52", "0x55"} <= item_types
+    # Every association is accepted, and the bulk data travels in P-DATA-TF PDUs.
+    pdu_lines = _lines(
+        tshark(*_dicom_args(path), "-Y", "dicom", "-T", "fields", "-e", "dicom.pdu.type")
+    )
+    pdus = {t for line in pdu_lines for t in line.split(",")}
+    assert {"0x01", "0x02", "0x04", "0x05", "0x06"} <= pdus
+    malformed = tshark(*_dicom_args(path), "-Y", "_ws.malformed || dicom.pdu_length.invalid")
+    assert _lines(malformed) == []
+
+
+def test_dicom_associate_rq_parses_with_scapy(mix: tuple[Path, MixStats]) -> None:
+    dicom = pytest.importorskip("scapy.contrib.dicom")
+    path, _ = mix
+    out = tshark(
+        *_dicom_args(path), "-Y", "dicom.pdu.type == 1", "-T", "fields", "-e", "tcp.payload"
+    )
+    payload = bytes.fromhex(_lines(out)[0].replace(":", ""))
+    pdu = dicom.DICOM(payload)
+    rq = pdu[dicom.A_ASSOCIATE_RQ]
+    assert pdu.pdu_type == 0x01 and pdu.length == len(payload) - 6
+    assert rq.protocol_version == 1
+    assert rq.called_ae_title.strip().startswith(b"BENCH_PACS")
+    items = {item.item_type: item for item in rq.variable_items}
+    assert items[0x10][dicom.DICOMApplicationContext].uid == b"1.2.840.10008.3.1.1.1"
+    sub = {s.item_type for s in items[0x50][dicom.DICOMUserInformation].sub_items}
+    assert {0x51, 0x52, 0x55} <= sub
+
+
+def test_hl7_over_mllp(mix: tuple[Path, MixStats]) -> None:
+    path, stats = mix
+    out = tshark(
+        "-r", str(path), "-Y", "tcp.port==2575 && tcp.len>0", "-T", "fields", "-e", "tcp.payload"
+    )
+    payloads = [bytes.fromhex(line.replace(":", "")) for line in _lines(out)]
+    assert payloads
+    assert all(p.startswith(b"\x0bMSH|^~\\&|") and p.endswith(b"\x1c\r") for p in payloads)
+    types = _lines(tshark("-r", str(path), "-Y", "hl7", "-T", "fields", "-e", "hl7.message.type"))
+    assert "ACK" in types and {"ADT", "ORM", "ORU"} & set(types)
+    conv = tshark("-r", str(path), "-q", "-z", "conv,tcp")
+    assert sum(":2575 " in line for line in conv.splitlines()) == stats.flows["hl7"]
+
+
+def test_other_applications_look_right(mix: tuple[Path, MixStats]) -> None:
+    path, _ = mix
+    assert _lines(tshark("-r", str(path), "-Y", "tls.handshake.extensions_server_name"))
+    assert _lines(tshark("-r", str(path), "-Y", "http.response.code == 200"))
+    assert _lines(tshark("-r", str(path), "-Y", "dns.flags.response == 1 && dns.a"))
+    assert _lines(tshark("-r", str(path), "-Y", "ntp"))
+    assert _lines(tshark("-r", str(path), "-Y", "syslog"))
+    assert _lines(tshark("-r", str(path), "-Y", "icmp.type == 0 || icmpv6.type == 129"))
+
+
+def test_no_patient_like_data(mix: tuple[Path, MixStats]) -> None:
+    data = mix[0].read_bytes()
+    for marker in (b"\rPID|", b"\rNK1|", b"\rOBX|", b"\x0bPID|"):
+        assert marker not in data
+    assert b"synthetic medmon benchmark message" in data
+
+
+# ---------------------------------------------------------------- determinism, sizes
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_generation_is_deterministic(tmp_path: Path) -> None:
+    a, b, c = (tmp_path / n for n in ("a.pcap", "b.pcap", "c.pcap"))
+    generate_mix(str(a), packets=5000, seed=7)
+    generate_mix(str(b), packets=5000, seed=7)
+    generate_mix(str(c), packets=5000, seed=8)
+    assert _sha256(a) == _sha256(b)
+    assert _sha256(a) != _sha256(c)
+
+
+def test_same_flows_at_four_times_the_packets(tmp_path: Path) -> None:
+    """What memory_scaling relies on: more packets, the same conversations."""
+    need_tshark()
+    small, big = tmp_path / "small.pcap", tmp_path / "big.pcap"
+    s = generate_mix(str(small), packets=5000, flows=250)
+    b = generate_mix(str(big), packets=20_000, flows=250)
+    assert (s.flows, s.hosts, s.tcp_flows) == (b.flows, b.hosts, b.tcp_flows)
+    assert b.bytes > 3 * s.bytes
+
+    def conversations(path: Path) -> set[str]:
+        out = tshark("-r", str(path), "-q", "-z", "conv,tcp")
+        return {" ".join(line.split()[:3]) for line in out.splitlines() if "<->" in line}
+
+    assert conversations(small) == conversations(big)
+
+
+def test_bad_arguments(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        generate_mix(str(tmp_path / "x.pcap"), packets=10)
+    with pytest.raises(ValueError):
+        generate_mix(str(tmp_path / "x.pcap"), packets=1000, hosts=3)
+    assert not list(tmp_path.iterdir())
+
+
+def test_captures_are_cached_and_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path, _, origin = bench._obtain_capture(2000, 1, 100, None)
+    assert origin == "generated"
+    assert (
+        Path(path) == bench.cache_path(2000, 1, 100) == tmp_path / "cache/medmon/bench-2000-1.pcap"
+    )
+    again, stats, origin = bench._obtain_capture(2000, 1, 100, None)
+    assert (again, origin, stats.packets) == (path, "cache", 2000)
+    # A kept capture with the right packet count is used as it is, even without stats.
+    kept = tmp_path / "kept.pcap"
+    shutil.copy(path, kept)
+    _, stats, origin = bench._obtain_capture(2000, 1, 100, str(kept))
+    assert (origin, stats.packets, stats.bytes) == ("kept", 2000, stats.file_size - 24 - 16 * 2000)
+    # ...with the wrong count it is regenerated; something else is never overwritten.
+    _, stats, origin = bench._obtain_capture(3000, 1, 150, str(kept))
+    assert (origin, stats.packets) == ("generated", 3000)
+    other = tmp_path / "notes.txt"
+    other.write_text("not a capture")
+    with pytest.raises(BenchError):
+        bench._obtain_capture(2000, 1, 100, str(other))
+    assert other.read_text() == "not a capture"
+
+
+# ---------------------------------------------------------------- the measurement
+
+
+def _replay_available() -> bool:
+    out = subprocess.run(
+        [sys.executable, "-m", "monitor", "replay", "--help"], capture_output=True, check=False
+    )
+    return out.returncode == 0
+
+
+def test_run_bench_measures_the_replay(tmp_path: Path) -> None:
+    if not _replay_available():
+        pytest.fail("`python -m monitor replay --help` fails: the pipeline is not assembled")
+    keep = tmp_path / "bench.pcap"
+    report = run_bench(packets=PACKETS, keep=str(keep), tshark=False, workdir=str(tmp_path))
+    assert report.capture == str(keep) and report.capture_origin == "generated"
+    assert report.mix.packets == report.replay.packets == PACKETS
+    assert report.replay.exit_code == 0
+    assert report.replay.command[:4] == [sys.executable, "-m", "monitor", "replay"]
+    assert report.replay.seconds > 0 and report.replay.packets_per_s > 0
+    assert report.replay.mb_per_s > 0 and report.replay.peak_rss_mib > 0
+    assert report.tshark is None and report.ratio is None
+    assert report.machine.cores >= 1 and report.machine.python == sys.version.split()[0]
+    text = format_report(report)
+    assert "medmon replay" in text and "packets/s" in text and "20,000 packets" in text
+    d = json.loads(json.dumps(report.to_dict()))
+    assert d["replay"]["packets"] == PACKETS and d["replay"]["packets_per_s"] > 0
+    assert d["mix"]["flows"]["dicom"] > 0 and d["tshark"] is None
+    # Only the capture and its stats are left behind; the temporary register is gone.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.pcap", "bench.pcap.json"]
+    again = run_bench(packets=PACKETS, keep=str(keep), tshark=False, workdir=str(tmp_path))
+    assert again.capture_origin == "kept" and again.mix.flows == report.mix.flows
+
+
+def test_memory_scaling_keeps_the_flows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not _replay_available():
+        pytest.fail("`python -m monitor replay --help` fails: the pipeline is not assembled")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    scaling = memory_scaling(5000, workdir=str(tmp_path))
+    small, big = scaling.points
+    assert (small.packets, big.packets) == (5000, 20_000)
+    assert small.flows == big.flows == 250
+    assert scaling.capture_growth > 3
+    assert small.peak_rss_mib > 0 and big.peak_rss_mib > 0
+    assert [p.name for p in (tmp_path / "cache" / "medmon").iterdir()] != []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]  # the big one is deleted
+
+
+def test_report_with_tshark_and_scaling() -> None:
+    """The report's shape, on made-up numbers (nothing here is measured)."""
+    mix = MixStats(
+        path="x.pcap",
+        packets=1000,
+        bytes=700_000,
+        file_size=716_024,
+        flows={"tcp": 40, "dns": 10},
+        tcp_flows=40,
+        hosts=80,
+        ipv6_packets=100,
+        vlan_packets=50,
+        duration_s=0.01,
+    )
+    replay = Measurement("medmon replay", ["python"], 2.0, 1.9, 100.0, 1000, 700_000)
+    ts = Measurement("tshark", ["tshark"], 1.0, 0.9, 50.0, 1000, 700_000)
+    scaling = MemoryScaling(
+        [
+            ScalingPoint(1000, 50, 700_000, 100.0, 2.0, 1.9),
+            ScalingPoint(4000, 50, 2_800_000, 110.0, 8.0, 7.9),
+        ]
+    )
+    report = BenchReport(bench.machine_info(), mix, "x.pcap", "cache", replay, ts, scaling)
+    assert report.ratio == pytest.approx(0.5)
+    assert replay.packets_per_s == 500 and replay.mb_per_s == pytest.approx(0.35)
+    text = format_report(report)
+    assert "replay/tshark speed: 0.50x" in text
+    assert "tshark" in text and "memory scaling" in text and "1.10x" in text
+    d = json.loads(json.dumps(report.to_dict()))
+    assert d["replay_tshark_ratio"] == 0.5 and d["scaling"]["rss_growth"] == 1.1
+    assert d["tshark"]["packets_per_s"] == 1000
+
+
+def test_run_bench_with_scaling_reuses_its_replay(tmp_path: Path) -> None:
+    if not _replay_available():
+        pytest.fail("`python -m monitor replay --help` fails: the pipeline is not assembled")
+    keep = tmp_path / "small.pcap"
+    report = run_bench(
+        packets=5000, keep=str(keep), tshark=False, workdir=str(tmp_path), scaling=True
+    )
+    assert report.scaling is not None
+    small, big = report.scaling.points
+    assert small.peak_rss_mib == report.replay.peak_rss_mib
+    assert (small.packets, big.packets, small.flows, big.flows) == (5000, 20_000, 250, 250)
+    assert "memory scaling (same 250 flows)" in format_report(report)
