@@ -10,10 +10,12 @@ call to a function here, usable from Python as well::
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +24,7 @@ from monitor.decode import LINKTYPE_NAMES
 from monitor.flows import PROTO_NAMES, Flow, FlowConfig, FlowTable, TableStats, ip_text, mac_text
 from monitor.parsers import REGISTRY
 from monitor.register import RegisterError, open_register
-from monitor.register.ingest import RunWriter, recorded_captures
+from monitor.register.ingest import RunWriter, recorded_captures, recorded_quick_ids
 from monitor.source import CaptureError, CaptureReader, FileStats, expand_paths, file_digest
 from monitor.source import merge_frames as _merge_frames
 from monitor.streams import StreamManager
@@ -114,41 +116,65 @@ def replay(
     result.errors.extend(errors)
     dbpath = db or default_db()
 
-    digests: dict[str, str] = {}
+    # A capture's identity is the SHA-256 of its bytes. Hashing a large file costs a second
+    # read, so files are first told apart by a quick id (size, first and last 64 KiB): only a
+    # file whose quick id the register already holds is hashed before replaying, to confirm.
+    # The others are hashed on a background thread while they replay (hashlib releases the
+    # GIL), and pipes and stdin as they are read.
+    quick: dict[str, str] = {}
     for path in files:
-        if path == "-":
+        if path == "-" or not os.path.isfile(path):
             continue
         try:
-            digests[path] = file_digest(path)
+            quick[path] = quick_id(path)
         except OSError as e:
-            result.errors.append(f"{path}: {e.strerror or e}")
+            result.errors.append(f"{path}: {(e.strerror or str(e)).lower()}")
     with open_register(dbpath) as reg:
-        known = {} if force else recorded_captures(reg, sorted(set(digests.values())))
+        candidates = {} if force else recorded_quick_ids(reg, sorted(set(quick.values())))
         readers: list[CaptureReader] = []
-        seen: set[str] = set()
+        seen: dict[str, list[str]] = {}  # quick id -> paths already taken in this run
+        to_hash: list[str] = []
         for path in files:
-            if path != "-" and path not in digests:
+            if path in quick:
+                qid = quick[path]
+                if qid in candidates or qid in seen:
+                    digest = file_digest(path)
+                    if digest in candidates.get(qid, {}):
+                        result.already_recorded.append((path, candidates[qid][digest]))
+                        continue
+                    if any(file_digest(other) == digest for other in seen.get(qid, [])):
+                        continue  # the same capture twice on one command line
+                seen.setdefault(qid, []).append(path)
+                to_hash.append(path)
+            elif path != "-" and not os.path.exists(path):
                 continue
-            digest = digests.get(path)
-            if digest is not None:
-                if digest in known:
-                    result.already_recorded.append((path, known[digest]))
-                    continue
-                if digest in seen:
-                    continue  # the same capture twice on one command line
-                seen.add(digest)
             try:
                 readers.append(CaptureReader(path, stdin=stdin if path == "-" else None))
             except CaptureError as e:
                 result.errors.append(str(e))
         if not readers:
-            for r in readers:
-                r.close()
             if result.errors:
                 raise InputError("\n".join(result.errors))
             return result
-        _run(reg, readers, result, paths, force, progress, config)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="medmon-hash") as pool:
+            hashed = pool.submit(lambda: {p: file_digest(p) for p in to_hash})
+            _run(reg, readers, result, paths, force, progress, config, hashed, quick)
     return result
+
+
+def quick_id(path: str) -> str:
+    """A cheap identity for a capture file: SHA-256 of its size and its first and last
+    64 KiB. Equal files have equal quick ids; files with equal quick ids are compared by
+    their full SHA-256."""
+    h = hashlib.sha256()
+    size = os.path.getsize(path)
+    h.update(b"%d|" % size)
+    with open(path, "rb") as fh:
+        h.update(fh.read(65536))
+        if size > 65536:
+            fh.seek(max(65536, size - 65536))
+            h.update(fh.read(65536))
+    return h.hexdigest()
 
 
 def _run(
@@ -159,6 +185,8 @@ def _run(
     force: bool,
     progress: ProgressFn | None,
     config: FlowConfig | None,
+    hashed: Future[dict[str, str]],
+    quick: dict[str, str],
 ) -> None:
     started = time.perf_counter()
     with RunWriter(reg) as writer:
@@ -199,12 +227,20 @@ def _run(
             # Nothing could be read: record nothing, so that a fixed file replays later.
             writer.rollback()
             raise InputError("\n".join(result.errors + result.warnings))
-        stdin_stats = [s for s in result.files if s.path == "-"]
-        if stdin_stats and not force:
-            known = recorded_captures(reg, [stdin_stats[0].sha256])
-            if known and len(result.files) == 1:
+        digests = hashed.result()
+        for s in result.files:
+            if s.path in digests:
+                s.sha256 = digests[s.path]
+        # Stdin and pipes are identified only now that they are read (and a file first
+        # recorded from stdin has no quick id): when everything read is already recorded,
+        # the run is dropped.
+        if not force:
+            known = recorded_captures(reg, [s.sha256 for s in result.files])
+            if len(known) == len({s.sha256 for s in result.files}):
                 writer.rollback()
-                result.already_recorded.append(("-", known[stdin_stats[0].sha256]))
+                for s in result.files:
+                    result.already_recorded.append((s.path, known[s.sha256]))
+                result.files.clear()
                 return
         for s in result.files:
             writer.add(
@@ -213,6 +249,7 @@ def _run(
                     run_id,
                     s.path,
                     s.sha256,
+                    quick.get(s.path),
                     s.size,
                     s.format,
                     s.packets,
@@ -232,14 +269,16 @@ def _run(
                 log.debug("uncatalogued anomaly %s", name)
             writer.add("anomalies", (run_id, name, n, first[0], first[1]))
         skipped = sum(stats.unsupported.values())
+        firsts = [s.first_ts_ns for s in result.files if s.first_ts_ns is not None]
+        lasts = [s.last_ts_ns for s in result.files if s.last_ts_ns is not None]
         writer.finish_run(
             packets=stats.packets,
             bytes=stats.bytes,
             duplicates=stats.duplicates,
             skipped=skipped,
             flows=stats.flows,
-            first_ts=_ns_to_dt(stats.first_ns),
-            last_ts=_ns_to_dt(stats.last_ns),
+            first_ts=_ns_to_dt(min(firsts)) if firsts else None,
+            last_ts=_ns_to_dt(max(lasts)) if lasts else None,
         )
         writer.commit()
     result.run_id = run_id

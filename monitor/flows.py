@@ -28,6 +28,7 @@ fragment whose first fragment was not seen is the anomaly ``ip.fragment_orphan``
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import socket
 import struct
@@ -46,15 +47,16 @@ from monitor.decode import (
     PROTO_UDP,
     RST,
     SYN,
+    RawPacket,
     decode,
 )
 
 NS = 1_000_000_000
 
-# Ethernet + IPv4 (IHL 5) + TCP from offset 16: total length, id, flags/fragment offset, ttl,
-# (protocol, checksum skipped), src, dst, sport, dport, seq, ack, data offset, flags, (window),
-# checksum.
-_ETH_IPV4_TCP = struct.Struct("!HHHB3x4s4sHHIIBBxxH").unpack_from
+# Ethernet + IPv4 (IHL 5) + TCP from offset 16: total length, (id), flags/fragment offset,
+# (ttl, protocol, checksum, src, dst), sport, dport, seq, (ack), data offset, flags.
+_ETH_IPV4_TCP = struct.Struct("!H2xH12xHHI4xBB").unpack_from
+_PORTS = struct.Struct("!HH").pack
 
 PROTO_NAMES = {PROTO_TCP: "tcp", PROTO_UDP: "udp", PROTO_ICMP: "icmp", PROTO_ICMPV6: "icmp6"}
 _ICMP_REPLIES = frozenset((0, 14, 16, 18, 129))  # echo/timestamp/info/mask replies, ICMPv6 echo
@@ -83,6 +85,7 @@ class Flow:
         "app",
         "bytes_to_client",
         "bytes_to_server",
+        "ckey",
         "client_ip",
         "client_mac",
         "client_port",
@@ -92,7 +95,6 @@ class Flow:
         "flags_server",
         "isn_client",
         "isn_server",
-        "key",
         "last_ns",
         "packets_to_client",
         "packets_to_server",
@@ -102,6 +104,7 @@ class Flow:
         "server_ip",
         "server_mac",
         "server_port",
+        "skey",
         "stream",
         "uid",
         "vlan",
@@ -109,7 +112,8 @@ class Flow:
 
     def __init__(
         self,
-        key: tuple[Any, ...],
+        ckey: bytes,
+        skey: bytes,
         proto: int,
         client_ip: bytes,
         client_port: int,
@@ -118,7 +122,8 @@ class Flow:
         vlan: int | None,
         ts_ns: int,
     ) -> None:
-        self.key = key
+        self.ckey = ckey  # the client -> server direction's key in the flow index
+        self.skey = skey  # the server -> client direction's key
         self.proto = proto
         self.client_ip = client_ip
         self.client_port = client_port
@@ -176,16 +181,12 @@ def flow_uid(
     return "C" + _b32(h.digest())
 
 
-_B32 = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford's alphabet: no i, l, o, u
+# base32 with Crockford's alphabet (no i, l, o, u): readable, and case-insensitive ids.
+_B32 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789abcdefghjkmnpqrstvwxyz")
 
 
 def _b32(raw: bytes) -> str:
-    n = int.from_bytes(raw, "big")
-    out = []
-    for _ in range(len(raw) * 8 // 5):
-        out.append(_B32[n & 31])
-        n >>= 5
-    return "".join(out)
+    return base64.b32encode(raw).translate(_B32).decode("ascii")
 
 
 def ip_text(raw: bytes) -> str:
@@ -217,8 +218,6 @@ class TableStats:
     anomaly_first: dict[str, tuple[int, int]] = field(default_factory=dict)  #: name -> (ts, frame)
     flows: int = 0  #: flows ended and handed to the sink
     evicted: int = 0  #: flows flushed early because the table was full
-    first_ns: int | None = None
-    last_ns: int | None = None
 
 
 class FlowTable:
@@ -236,11 +235,14 @@ class FlowTable:
         self.streams = streams
         self.config = config or FlowConfig()
         self.on_unsupported = on_unsupported
-        self.flows: dict[tuple[Any, ...], Flow] = {}
+        #: live flows by their client -> server key
+        self.flows: dict[bytes, Flow] = {}
+        # both directions' keys -> (flow, whether this direction is client -> server)
+        self._index: dict[bytes, tuple[Flow, bool]] = {}
         self.stats = TableStats()
         self._frags: dict[tuple[Any, ...], tuple[Flow, int]] = {}
-        self._recent: dict[tuple[Any, ...], int] = {}
-        self._older: dict[tuple[Any, ...], int] = {}
+        self._recent: set[Any] = set()
+        self._older: set[Any] = set()
         self._rotate_at = 0
         self._sweep_at_ns = 0
         self._sweep_after_packets = 0
@@ -257,40 +259,38 @@ class FlowTable:
         cfg = self.config
         stats = self.stats
         flows = self.flows
-        flows_get = flows.get
+        index_get = self._index.get
         frags = self._frags
         streams = self.streams
         stream_tcp = streams.tcp if streams is not None else None
         window = int(cfg.dedup_window * NS)
         recent = self._recent
         older = self._older
+        recent_add = recent.add
         rotate_at = self._rotate_at
         anomalies = stats.anomalies
-        service_ports = cfg.service_ports
-        max_flows = cfg.max_flows
         npk = stats.packets
         nbytes = stats.bytes
+        # Progress reports and timeout sweeps are looked at together, every `check_every`.
+        check_every = max(1, min(progress_every, cfg.sweep_min_packets or 1))
+        next_check = npk + check_every
         next_progress = npk + progress_every
         sweep_at = self._sweep_at_ns
         sweep_after = self._sweep_after_packets
-        last_ts = stats.last_ns or 0
-        first_ts = stats.first_ns if stats.first_ns is not None else 1 << 62
-        absolute_ns = int(cfg.absolute * NS)
         tcp_idle_ns = int(cfg.tcp_idle * NS)
         udp_idle_ns = int(cfg.udp_idle * NS)
         other_idle_ns = int(cfg.other_idle * NS)
         sweep_every = int(cfg.sweep_every * NS)
         sweep_min = cfg.sweep_min_packets
+        ts = 0
         for ts, linktype, data, wirelen in frames:
             npk += 1
             nbytes += wirelen
-            if ts > last_ts:
-                last_ts = ts
-            if ts < first_ts:
-                first_ts = ts
             # Fast path for untagged Ethernet + IPv4 without options + TCP, most of the traffic:
-            # one struct call instead of decode()'s call, tuple and unpacking, which together
-            # cost more than the decoding. tests/test_flows.py checks it agrees with decode().
+            # one struct call and two slices instead of decode()'s call, tuple and unpacking,
+            # which together cost more than the decoding. Its flow key is the 12 bytes that
+            # hold the addresses and ports, its duplicate signature the 20-byte TCP header.
+            # tests/test_flows.py checks that it agrees with decode().
             if (
                 linktype == 1
                 and len(data) >= 54
@@ -299,8 +299,7 @@ class FlowTable:
                 and data[13] == 0
                 and data[23] == 6
             ):
-                (ip_len, ip_id, frag, _ttl, src, dst, sport, dport, seq, ack, hlen, flags,
-                 csum) = _ETH_IPV4_TCP(data, 16)  # fmt: skip
+                (ip_len, frag, sport, dport, seq, hlen, flags) = _ETH_IPV4_TCP(data, 16)
                 hlen = (hlen >> 4) << 2
                 end = 14 + ip_len
                 if end > len(data):
@@ -312,21 +311,21 @@ class FlowTable:
                     frag = 0
                     proto = 6
                     poff = 34 + hlen
-                    vlan = None
-                    smac = data[6:12]
-                    dmac = data[0:6]
+                    key = data[26:38]
+                    sig: Any = data[34:54]
+                    raw = None
             else:
                 frag = -1
             if frag:
-                p = decode(linktype, data)
+                raw = p = decode(linktype, data)
                 if p is None:
                     anomalies["frame.linktype_unsupported"] += 1
                     stats.unsupported[linktype] += 1
                     if self.on_unsupported is not None and stats.unsupported[linktype] == 1:
                         self.on_unsupported(linktype)
                     continue
-                (smac, dmac, vlan, _etype, ipv, src, dst, proto, _ttl, ip_id, frag, sport, dport,
-                 flags, seq, ack, csum, _l4off, poff, plen, ip_len, anomaly) = p  # fmt: skip
+                (_smac, _dmac, _vlan, _etype, ipv, src, dst, proto, _ttl, ip_id, frag, sport,
+                 dport, flags, seq, ack, csum, l4off, poff, plen, ip_len, anomaly) = p  # fmt: skip
                 if anomaly is not None:
                     anomalies[anomaly] += 1
                     if anomaly not in stats.anomaly_first:
@@ -334,20 +333,30 @@ class FlowTable:
                 if not ipv:
                     stats.non_ip += 1
                     continue
-            # SPAN duplicates: the same IP packet again within the window. Two generations of
-            # signatures, rotated every window, bound the memory.
+                if proto == 6 and poff - l4off >= 20 and not frag:
+                    sig = data[l4off : l4off + 20]  # as the fast path's
+                else:
+                    sig = (src, ip_id, ip_len, csum, seq, ack, frag)
+                if frag == FRAG_LATER:
+                    key = b""
+                elif proto == 6:
+                    key = src + dst + _PORTS(sport & 0xFFFF, dport & 0xFFFF)
+                elif proto == 17:
+                    key = src + dst + _PORTS(sport & 0xFFFF, dport & 0xFFFF) + b"\x11"
+                else:  # ICMP type/code and other protocols: one flow per address pair
+                    key = src + dst + bytes((proto,))
+            # SPAN duplicates: the same packet again within the window. Two generations of
+            # signatures, the older dropped every window, bound the memory; a signature is
+            # remembered for one to two windows.
             if ts >= rotate_at:
                 older = recent
-                recent = {}
+                recent = set()
+                recent_add = recent.add
                 rotate_at = ts + window
-            sig = (src, dst, ip_id, ip_len, csum, seq, ack, frag)
-            prev = recent.get(sig)
-            if prev is None:
-                prev = older.get(sig)
-            if prev is not None and ts - prev <= window:
+            if sig in recent or sig in older:
                 stats.duplicates += 1
                 continue
-            recent[sig] = ts
+            recent_add(sig)
             if frag:
                 stats.fragments += 1
                 if frag == FRAG_LATER:
@@ -359,7 +368,7 @@ class FlowTable:
                         stats.no_flow += 1
                         continue
                     f = hit[0]
-                    if f.key not in flows:  # the flow ended meanwhile
+                    if flows.get(f.ckey) is not f:  # the flow ended meanwhile
                         stats.no_flow += 1
                         continue
                     f.last_ns = ts
@@ -372,97 +381,120 @@ class FlowTable:
                         f.bytes_to_client += wirelen
                         f.payload_to_client += plen
                     continue
-            if sport < 0:
+                if sport < 0:
+                    stats.no_flow += 1
+                    continue
+            elif sport < 0:
                 stats.no_flow += 1
                 continue
-            if proto == 6 or proto == 17:
-                kport_s, kport_d = sport, dport
-            else:  # ICMP type/code and other protocols: one flow per address pair
-                kport_s = kport_d = 0
-            if src < dst or (src == dst and kport_s <= kport_d):
-                key = (src, dst, kport_s, kport_d, proto)
-            else:
-                key = (dst, src, kport_d, kport_s, proto)
-            f = flows_get(key)
-            if f is not None:
+            hit = index_get(key)
+            if hit is not None:
+                fl, from_client = hit
                 # Timeouts are enforced here too, not only by sweeps: a conversation that
-                # resumes after its idle timeout, or outlives the absolute one, is a new flow.
-                idle = ts - f.last_ns
+                # resumes after its idle timeout is a new flow.
+                idle = ts - fl.last_ns
                 if proto == 6:
                     if idle > tcp_idle_ns:
-                        self._end(f, "idle")
-                        f = None
+                        self._end(fl, "idle")
+                        hit = None
                     elif (
                         flags & SYN
                         and not flags & ACK
-                        and (f.flags_client | f.flags_server) & (FIN | RST)
-                        and seq != f.isn_client
+                        and (fl.flags_client | fl.flags_server) & (FIN | RST)
+                        and seq != fl.isn_client
                     ):
-                        self._end(f, "closed")  # the ports were reused for a new connection
-                        f = None
+                        self._end(fl, "closed")  # the ports were reused for a new connection
+                        hit = None
                 elif idle > (udp_idle_ns if proto == 17 else other_idle_ns):
-                    self._end(f, "idle")
-                    f = None
-                if f is not None and ts - f.first_ns > absolute_ns:
-                    self._end(f, "absolute")
-                    f = None
-            if f is None:
-                if _client_is_src(proto, flags, sport, dport, service_ports):
-                    f = Flow(key, proto, src, sport, dst, dport, vlan, ts)
-                    f.client_mac, f.server_mac = smac, dmac
-                else:
-                    f = Flow(key, proto, dst, dport, src, sport, vlan, ts)
-                    f.client_mac, f.server_mac = dmac, smac
-                flows[key] = f
-                if len(flows) > max_flows:
-                    self._evict(ts)
+                    self._end(fl, "idle")
+                    hit = None
+            if hit is None:
+                fl = self._new_flow(data, key, proto, sport, dport, flags, ts, raw)
+                from_client = fl.ckey == key
             else:
-                f.last_ns = ts
+                fl.last_ns = ts
             if frag:
-                frags[(src, dst, proto, ip_id)] = (f, ts)
-            if src == f.client_ip and sport == f.client_port:
-                from_client = True
-                f.packets_to_server += 1
-                f.bytes_to_server += wirelen
-                f.payload_to_server += plen
-                f.flags_client |= flags
+                frags[(src, dst, proto, ip_id)] = (fl, ts)
+            if from_client:
+                fl.packets_to_server += 1
+                fl.bytes_to_server += wirelen
+                fl.payload_to_server += plen
+                fl.flags_client |= flags
             else:
-                from_client = False
-                f.packets_to_client += 1
-                f.bytes_to_client += wirelen
-                f.payload_to_client += plen
-                f.flags_server |= flags
+                fl.packets_to_client += 1
+                fl.bytes_to_client += wirelen
+                fl.payload_to_client += plen
+                fl.flags_server |= flags
             if proto == 6:
                 if flags & SYN:
                     if from_client:
                         if not flags & ACK:
-                            f.isn_client = seq
+                            fl.isn_client = seq
                     elif flags & ACK:
-                        f.isn_server = seq
-                if f.stream is not False and stream_tcp is not None:
-                    stream_tcp(f, from_client, ts, seq, flags, data[poff : poff + plen])
-            if npk >= next_progress:
-                next_progress = npk + progress_every
-                stats.packets, stats.bytes, stats.last_ns = npk, nbytes, last_ts
-                if progress is not None:
-                    progress(stats, len(flows))
-            if ts >= sweep_at and npk >= sweep_after:
+                        fl.isn_server = seq
+                if fl.stream is not False and stream_tcp is not None:
+                    stream_tcp(fl, from_client, ts, seq, flags, data[poff : poff + plen])
+            if npk >= next_check:
+                next_check = npk + check_every
                 stats.packets, stats.bytes = npk, nbytes
-                self._sweep(ts)
-                sweep_at = ts + sweep_every
-                # Amortise: a sweep walks every flow, so wait for at least as many packets.
-                sweep_after = npk + max(sweep_min, 2 * len(flows))
+                if npk >= next_progress:
+                    next_progress = npk + progress_every
+                    if progress is not None:
+                        progress(stats, len(flows))
+                if ts >= sweep_at and npk >= sweep_after:
+                    self._sweep(ts)
+                    sweep_at = ts + sweep_every
+                    # Amortise: a sweep walks every flow, so wait for at least as many packets.
+                    sweep_after = npk + max(sweep_min, 2 * len(flows))
         stats.packets, stats.bytes = npk, nbytes
-        if npk:
-            stats.first_ns, stats.last_ns = first_ts, last_ts
         self._recent, self._older, self._rotate_at = recent, older, rotate_at
         self._sweep_at_ns, self._sweep_after_packets = sweep_at, sweep_after
+
+    def _new_flow(
+        self,
+        data: bytes,
+        key: bytes,
+        proto: int,
+        sport: int,
+        dport: int,
+        flags: int,
+        ts: int,
+        raw: RawPacket | None,
+    ) -> Flow:
+        """Start a flow for a packet whose key is not in the index (once per flow, so this
+        may take its time)."""
+        if raw is None:  # the fast path: Ethernet + IPv4 + TCP at fixed offsets
+            smac, dmac, vlan = data[6:12], data[0:6], None
+            src, dst = data[26:30], data[30:34]
+        else:
+            smac, dmac, vlan, src, dst = raw[0], raw[1], raw[2], raw[5], raw[6]
+        n = len(src)
+        rkey = key[n : 2 * n] + key[:n] + key[2 * n + 2 : 2 * n + 4] + key[2 * n : 2 * n + 2]
+        if len(key) > 2 * n + 4:
+            rkey += key[2 * n + 4 :]  # the UDP marker
+        elif len(key) == 2 * n + 1:
+            rkey = key[n : 2 * n] + key[:n] + key[2 * n :]  # address pair + protocol
+        # (ICMP: the ports are the first message's type and code, as in Zeek.)
+        if _client_is_src(proto, flags, sport, dport, self.config.service_ports):
+            f = Flow(key, rkey, proto, src, sport, dst, dport, vlan, ts)
+            f.client_mac, f.server_mac = smac, dmac
+        else:
+            f = Flow(rkey, key, proto, dst, dport, src, sport, vlan, ts)
+            f.client_mac, f.server_mac = dmac, smac
+        self.flows[f.ckey] = f
+        self._index[f.ckey] = (f, True)
+        self._index[f.skey] = (f, False)
+        if len(self.flows) > self.config.max_flows:
+            self._evict(ts)
+        return f
 
     def _end(self, f: Flow, reason: str) -> None:
         """End one flow: close its stream, hand it to the sink, forget it."""
         f.end_reason = reason
-        if self.flows.get(f.key) is f:
-            del self.flows[f.key]
+        if self.flows.get(f.ckey) is f:
+            del self.flows[f.ckey]
+            del self._index[f.ckey]
+            self._index.pop(f.skey, None)  # the same key when a host talks to itself
         if f.stream is not None and f.stream is not False and self.streams is not None:
             self.streams.close(f)
         self.stats.flows += 1

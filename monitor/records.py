@@ -48,6 +48,7 @@ class Capture:
     run_id: int = col("BIGINT NOT NULL", "the run that read it")
     path: str = col("VARCHAR NOT NULL", "path as given or found ('-' for stdin)")
     sha256: str = col("VARCHAR NOT NULL", "SHA-256 of the file's bytes: the capture's identity")
+    quick_id: str = col("VARCHAR", "SHA-256 of size, first and last 64 KiB (NULL for stdin)")
     size: int = col("BIGINT", "bytes on disk")
     format: str = col("VARCHAR", "pcap, pcap-ns or pcapng, with .gz when compressed")
     packets: int = col("BIGINT", "frames read from it")

@@ -158,3 +158,18 @@ def recorded_captures(reg: Register, digests: Sequence[str]) -> dict[str, int]:
         [list(digests)],
     ).fetchall()
     return {r[0]: int(r[1]) for r in rows}
+
+
+def recorded_quick_ids(reg: Register, quick_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Captures already recorded under these quick ids: quick id -> {sha256: run id}."""
+    if not quick_ids:
+        return {}
+    rows = reg.con.execute(
+        "SELECT quick_id, sha256, min(run_id) FROM captures "
+        "WHERE quick_id IN (SELECT unnest(?)) GROUP BY quick_id, sha256",
+        [list(quick_ids)],
+    ).fetchall()
+    out: dict[str, dict[str, int]] = {}
+    for qid, sha, run_id in rows:
+        out.setdefault(qid, {})[sha] = int(run_id)
+    return out
