@@ -25,8 +25,7 @@ from monitor.flows import PROTO_NAMES, Flow, FlowConfig, FlowTable, TableStats, 
 from monitor.parsers import REGISTRY
 from monitor.register import RegisterError, open_register
 from monitor.register.ingest import RunWriter, recorded_captures, recorded_quick_ids
-from monitor.source import CaptureError, CaptureReader, FileStats, expand_paths, file_digest
-from monitor.source import merge_frames as _merge_frames
+from monitor.source import FileStats, LazyMerge, expand_paths, file_digest
 from monitor.streams import StreamManager
 
 log = logging.getLogger("medmon")
@@ -131,7 +130,7 @@ def replay(
             result.errors.append(f"{path}: {(e.strerror or str(e)).lower()}")
     with open_register(dbpath) as reg:
         candidates = {} if force else recorded_quick_ids(reg, sorted(set(quick.values())))
-        readers: list[CaptureReader] = []
+        selected: list[str] = []
         seen: dict[str, list[str]] = {}  # quick id -> paths already taken in this run
         to_hash: list[str] = []
         for path in files:
@@ -148,17 +147,16 @@ def replay(
                 to_hash.append(path)
             elif path != "-" and not os.path.exists(path):
                 continue
-            try:
-                readers.append(CaptureReader(path, stdin=stdin if path == "-" else None))
-            except CaptureError as e:
-                result.errors.append(str(e))
-        if not readers:
+            selected.append(path)
+        merge = LazyMerge(selected, stdin=stdin)
+        result.errors.extend(merge.errors)
+        if not len(merge) and not merge.readers:
             if result.errors:
                 raise InputError("\n".join(result.errors))
             return result
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="medmon-hash") as pool:
             hashed = pool.submit(lambda: {p: file_digest(p) for p in to_hash})
-            _run(reg, readers, result, paths, force, progress, config, hashed, quick)
+            _run(reg, merge, result, paths, force, progress, config, hashed, quick)
     return result
 
 
@@ -179,7 +177,7 @@ def quick_id(path: str) -> str:
 
 def _run(
     reg: Any,
-    readers: list[CaptureReader],
+    merge: LazyMerge,
     result: ReplayResult,
     paths: Sequence[str],
     force: bool,
@@ -206,13 +204,14 @@ def _run(
             flow_sink, streams=streams, config=config, on_unsupported=unsupported_types.append
         )
         try:
-            table.process(_merge_frames(readers), progress=progress)
+            table.process(merge, progress=progress)
             table.flush()
         finally:
-            for r in readers:
+            for r in merge.readers:
                 r.close()
         stats = table.stats
-        for r in readers:
+        result.errors.extend(e for e in merge.errors if e not in result.errors)
+        for r in merge.readers:
             result.files.append(r.stats)
             result.warnings.extend(r.stats.warnings)
         for linktype in unsupported_types:  # one warning per link type, naming its captures

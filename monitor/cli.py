@@ -106,7 +106,7 @@ def emit_rows(
     title: str | None = None,
 ) -> None:
     """Write rows to stdout as a rich table, a JSON array of objects, or CSV."""
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     if fmt == "json":
         objs = [{n: _jsonable(v) for n, v in zip(names, row, strict=True)} for row in rows]
         out.write(json.dumps(objs, indent=2, ensure_ascii=False) + "\n")

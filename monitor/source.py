@@ -879,13 +879,98 @@ def merge_frames(readers: Sequence[CaptureReader]) -> Iterator[Frame]:
     ``heapq.merge`` on ``ts_ns``: frames with equal timestamps keep the readers' order, and
     each reader's own order is kept (a file whose timestamps go backwards is not sorted). One
     reader gives its own iterator, with no heap overhead. Every reader is started at once, so
-    each holds an open file and one read buffer (about ``CHUNK`` bytes) while merging.
+    each holds an open file and one read buffer (about ``CHUNK`` bytes) while merging; for
+    many files use :class:`LazyMerge`.
     """
     if len(readers) == 1:
         return iter(readers[0])
     if not readers:
         return iter(())
     return heapq.merge(*readers, key=itemgetter(0))
+
+
+class LazyMerge:
+    """The frames of many captures in timestamp order, each capture opened only when the
+    merge reaches its first frame and closed when it is used up.
+
+    A directory of rotated captures (tcpdump -G/-C) holds thousands of files whose times do
+    not overlap: opening them all at once would exhaust the open-file limit and hold one
+    read buffer each. Here each file is opened once to read its first timestamp, then again
+    when its turn comes; files that overlap in time are open together. Standard input
+    (``-``) cannot be reopened, so it stays open from the start.
+
+    ``readers`` lists every reader opened for the merge, in opening order, so that the
+    caller can collect their :class:`FileStats` afterwards. ``errors`` holds the one-line
+    :class:`CaptureError` messages of captures that could not be opened.
+    """
+
+    def __init__(self, paths: Sequence[str], *, stdin: BinaryIO | None = None) -> None:
+        self.readers: list[CaptureReader] = []
+        self.errors: list[str] = []
+        self._stdin = stdin
+        # (first timestamp, order, path, reader kept open or None)
+        self._pending: list[tuple[int, int, str, CaptureReader | None]] = []
+        for order, path in enumerate(paths):
+            try:
+                reader = CaptureReader(path, stdin=stdin if path == "-" else None)
+            except CaptureError as e:
+                self.errors.append(str(e))
+                continue
+            if path == "-":
+                self._pending.append((-1, order, path, reader))  # placed by its first frame
+                continue
+            it = iter(reader)
+            first = next(it, None)
+            reader.close()
+            if first is None:
+                self.readers.append(reader)  # empty or damaged at once: its stats still count
+            else:
+                self._pending.append((first[0], order, path, None))
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def __iter__(self) -> Iterator[Frame]:
+        pending = sorted(p for p in self._pending if p[3] is None)
+        opened = [p for p in self._pending if p[3] is not None]
+        heap: list[tuple[int, int, Frame, Iterator[Frame]]] = []
+        for _ts, order, _path, reader in opened:
+            assert reader is not None
+            self.readers.append(reader)
+            it = iter(reader)
+            frame = next(it, None)
+            if frame is not None:
+                heap.append((frame[0], order, frame, it))
+        heapq.heapify(heap)
+        nxt = 0
+        while heap or nxt < len(pending):
+            # Open every capture whose first frame comes before the earliest frame in hand.
+            while nxt < len(pending) and (not heap or pending[nxt][0] <= heap[0][0]):
+                _first, order, path, _r = pending[nxt]
+                nxt += 1
+                try:
+                    reader = CaptureReader(path)
+                except CaptureError as e:  # changed or removed since it was looked at
+                    self.errors.append(str(e))
+                    continue
+                self.readers.append(reader)
+                it = iter(reader)
+                frame = next(it, None)
+                if frame is not None:
+                    heapq.heappush(heap, (frame[0], order, frame, it))
+            if not heap:
+                continue
+            _ts, order, frame, it = heapq.heappop(heap)
+            yield frame
+            # While this capture is the only one in play, stream it without the heap.
+            limit = heap[0][0] if heap else None
+            if nxt < len(pending) and (limit is None or pending[nxt][0] < limit):
+                limit = pending[nxt][0]
+            for frame in it:
+                if limit is not None and frame[0] > limit:
+                    heapq.heappush(heap, (frame[0], order, frame, it))
+                    break
+                yield frame
 
 
 # --- paths ------------------------------------------------------------------------------------

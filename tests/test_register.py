@@ -130,8 +130,7 @@ def test_flow_uids_are_stable_across_replays(tmp_path: Path) -> None:
     assert uids[0] == uids[1] and len(uids[0]) == 4
 
 
-def _big_capture(path: Path, copies: int) -> None:
-    """tls.pcap's frames repeated with timestamps an hour apart: many flows, many batches."""
+def _tls_records() -> tuple[bytes, list[tuple[int, int, bytes, int]]]:
     data = (PCAPS / "generic" / "tls.pcap").read_bytes()
     header, body = data[:24], data[24:]
     records = []
@@ -140,14 +139,17 @@ def _big_capture(path: Path, copies: int) -> None:
         sec, usec, caplen, wirelen = struct.unpack_from("<IIII", body, off)
         records.append((sec, usec, body[off + 16 : off + 16 + caplen], wirelen))
         off += 16 + caplen
-    with open(path, "wb") as out:
-        out.write(header)
-        for i in range(copies):
-            chunk = []
-            for sec, usec, frame, wirelen in records:
-                chunk.append(struct.pack("<IIII", sec + 3600 * i, usec, len(frame), wirelen))
-                chunk.append(frame)
-            out.write(b"".join(chunk))
+    return header, records
+
+
+def _copies(records: list[tuple[int, int, bytes, int]], start: int, count: int) -> bytes:
+    """tls.pcap's records repeated with timestamps an hour apart: 4 new flows per copy."""
+    chunk = []
+    for i in range(start, start + count):
+        for sec, usec, frame, wirelen in records:
+            chunk.append(struct.pack("<IIII", sec + 3600 * i, usec, len(frame), wirelen))
+            chunk.append(frame)
+    return b"".join(chunk)
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -157,21 +159,37 @@ def _cpu_seconds(pid: int) -> float:
 
 @pytest.mark.slow
 def test_a_replay_killed_mid_ingest_leaves_earlier_runs_intact(tmp_path: Path) -> None:
+    """Kill -9 a replay while it is writing: the register keeps exactly the earlier runs.
+
+    The capture comes through a pipe that is never closed, so the replay is surely still
+    running when it is killed: after 60,000 flows have ended and been written in batches,
+    it waits for more input."""
     db = str(tmp_path / "medmon.duckdb")
     api.replay([str(PCAPS / "generic" / "http.pcap")], db=db)
-    big = tmp_path / "big.pcap"
-    _big_capture(big, 6000)  # ~550,000 packets, 24,000 flows
+    header, records = _tls_records()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "monitor", "replay", str(big), "--db", db, "--quiet"],
+        [sys.executable, "-m", "monitor", "replay", "-", "--db", db, "--quiet"],
         cwd=ROOT,
+        stdin=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 60
-    while _cpu_seconds(proc.pid) < 1.5 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert proc.poll() is None, "the replay finished before it could be killed; make it bigger"
+    assert proc.stdin is not None
+    proc.stdin.write(header)
+    for start in range(0, 15_000, 1000):
+        proc.stdin.write(_copies(records, start, 1000))
+    proc.stdin.flush()
+    # Wait until it has consumed everything and sits waiting for more.
+    last, still = -1.0, 0
+    deadline = time.monotonic() + 120
+    while still < 5 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = _cpu_seconds(proc.pid)
+        still = still + 1 if now == last else 0
+        last = now
+    assert proc.poll() is None
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    proc.stdin.close()
     with open_register(db, read_only=True) as reg:
         _n, runs = reg.query("SELECT run_id FROM runs")
         _n, flows = reg.query("SELECT run_id, count(*) FROM flows GROUP BY 1")
@@ -179,5 +197,7 @@ def test_a_replay_killed_mid_ingest_leaves_earlier_runs_intact(tmp_path: Path) -
     assert runs == [(1,)]
     assert flows == [(1, 4)]
     assert [Path(c[0]).name for c in caps] == ["http.pcap"]
+    big = tmp_path / "big.pcap"
+    big.write_bytes(header + _copies(records, 0, 200))
     again = api.replay([str(big)], db=db)
-    assert again.run_id == 2 and again.packets == 91 * 6000
+    assert again.run_id == 2 and again.flows == 800

@@ -799,3 +799,45 @@ def test_mangled_captures_never_raise(capture: Path, tmp_path: Path) -> None:
         assert stats.bytes == sum(len(d) for _ts, _lt, d, _w in frames)
         assert all(w.startswith(f"{path}: ") and "\n" not in w for w in stats.warnings)
         assert all(isinstance(d, bytes) for _ts, _lt, d, _w in frames)
+
+
+# --- LazyMerge: many captures, few open files -------------------------------------------------
+
+
+def _shifted_copy(src: Path, dst: Path, shift_s: int) -> None:
+    """A copy of a µs pcap with every timestamp moved by ``shift_s`` seconds."""
+    data = bytearray(src.read_bytes())
+    off = 24
+    while off + 16 <= len(data):
+        sec, _usec, caplen, _wl = struct.unpack_from("<IIII", data, off)
+        struct.pack_into("<I", data, off, sec + shift_s)
+        off += 16 + caplen
+    dst.write_bytes(bytes(data))
+
+
+def test_lazy_merge_of_many_files_stays_under_the_open_file_limit(tmp_path: Path) -> None:
+    """2,000 rotated captures (a tcpdump -G directory) merge in time order with a soft limit
+    of 64 open files, which opening them all at once would exceed."""
+    import resource
+    import sys
+
+    sample = Path(__file__).resolve().parents[1] / "pcaps" / "generic" / "dns.pcap"
+    for i in range(2000):
+        # Written out of order on purpose: the merge must sort them by time.
+        _shifted_copy(sample, tmp_path / f"rot-{(i * 7919) % 2000:05d}.pcap", 60 * i)
+    script = (
+        "import resource, sys\n"
+        "hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))\n"
+        "from monitor.source import LazyMerge, expand_paths\n"
+        "files, errors = expand_paths([sys.argv[1]])\n"
+        "m = LazyMerge(files)\n"
+        "ts = [f[0] for f in m]\n"
+        "assert ts == sorted(ts), 'not in time order'\n"
+        "print(len(ts), len(m.readers), len(m.errors))\n"
+    )
+    assert resource.getrlimit(resource.RLIMIT_NOFILE)[1] >= 64
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == [str(26 * 2000), "2000", "0"]
