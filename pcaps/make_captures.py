@@ -649,6 +649,10 @@ def make_http(lab: Lab, out: Path) -> None:
             "200",
         )
         expect("GET /missing.html", curl_status(lab, "ct", f"{web}/missing.html"), "404")
+        # PHI canaries (STYLE S9) in a request line, as a careless web app would send them:
+        # tests/test_phi.py proves that none of them reaches the register, logs or exports.
+        canary = "/results?patient=CANARY%5EPHI&mrn=PHI-CANARY-0001&dob=19000101"
+        expect("GET with PHI canaries", curl_status(lab, "clin", f"{web}{canary}"), "404")
 
 
 def make_tls(lab: Lab, out: Path) -> None:
@@ -784,7 +788,8 @@ CAPTURES: tuple[Capture, ...] = (
         "http",
         "generic/http.pcap",
         make_http,
-        "curl -> python http.server: 4 GETs, custom User-Agents, a 404, multi-segment body",
+        "curl -> python http.server: 5 GETs, custom User-Agents, 404s, multi-segment body, "
+        "PHI canaries in a query string",
     ),
     Capture(
         "tls",

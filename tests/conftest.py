@@ -57,3 +57,11 @@ def tshark(*args: str) -> str:
 def db(tmp_path: Path) -> str:
     """A fresh register path in a temporary directory."""
     return str(tmp_path / "medmon.duckdb")
+
+
+def expected(capture: str) -> dict:
+    """The tshark facts make_captures.py recorded for a sample capture (pcaps/generic)."""
+    import json
+
+    data = json.loads((PCAPS / "generic" / "expected.json").read_text())
+    return data["captures"][capture]

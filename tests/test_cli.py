@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import PCAPS
+from conftest import PCAPS, expected
 
 from monitor import __version__
 from monitor.cli import cli
 
 HTTP = PCAPS / "generic" / "http.pcap"
+HTTP_FRAMES = expected("http.pcap")["frames"]
+HTTP_FLOWS = expected("http.pcap")["tcp_conversations"]
 
 
 def run(*args: str, input: bytes | None = None) -> tuple[int, str, str]:
@@ -33,7 +35,7 @@ def test_replay_then_flows_as_json_and_csv(db: str) -> None:
     assert code == 0, err
     code, out, _err = run("flows", "--db", db, "--format", "json")
     rows = json.loads(out)
-    assert len(rows) == 4
+    assert len(rows) == HTTP_FLOWS
     assert {(r["client_ip"], r["server_ip"], r["server_port"], r["app"]) for r in rows} == {
         ("10.20.0.11", "10.10.0.80", 80, "http"),
         ("10.40.0.31", "10.10.0.80", 80, "http"),
@@ -50,7 +52,7 @@ def test_replay_from_stdin(db: str) -> None:
     code, _out, err = run("replay", "-", "--db", db, input=HTTP.read_bytes())
     assert code == 0, err
     code, out, _err = run("runs", "--db", db, "--format", "json")
-    assert json.loads(out)[0]["packets"] == 60
+    assert json.loads(out)[0]["packets"] == HTTP_FRAMES
     # The same bytes again on stdin are recognised by their hash.
     code, _out, err = run("replay", "-", "--db", db, input=HTTP.read_bytes())
     assert code == 0 and "already recorded in run 1" in err
@@ -101,7 +103,7 @@ def test_truncated_last_record_keeps_what_was_read(tmp_path: Path, db: str) -> N
     line = _err_line(err)
     assert line.startswith(f"medmon: warning: {cut}: truncated record")
     code, out, _err = run("runs", "--db", db, "--format", "json")
-    assert json.loads(out)[0]["packets"] == 59
+    assert json.loads(out)[0]["packets"] == HTTP_FRAMES - 1
 
 
 def test_absurd_record_length_on_the_first_record(tmp_path: Path, db: str) -> None:
@@ -124,7 +126,7 @@ def test_good_inputs_are_recorded_beside_bad_ones(tmp_path: Path, db: str) -> No
     assert code == 0
     assert _err_line(err).startswith(f"medmon: error: {bad}: not a pcap or pcapng file")
     code, out, _err = run("flows", "--db", db, "--format", "json")
-    assert len(json.loads(out)) == 4
+    assert len(json.loads(out)) == HTTP_FLOWS
 
 
 def test_unsupported_link_type_is_one_warning_as_json(tmp_path: Path, db: str) -> None:
@@ -140,7 +142,7 @@ def test_unsupported_link_type_is_one_warning_as_json(tmp_path: Path, db: str) -
         f"{odd}: link type 147 (unknown) is not supported; its frames are counted and skipped"
     )
     code, out, _err = run("runs", "--db", db, "--format", "json")
-    assert json.loads(out)[0]["skipped"] == 60
+    assert json.loads(out)[0]["skipped"] == HTTP_FRAMES
 
 
 def test_listing_without_a_register(tmp_path: Path) -> None:

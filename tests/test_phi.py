@@ -1,0 +1,64 @@
+"""No patient data leaves the wire: the PHI canaries planted in the sample captures never
+reach the register, the logs or any export (STYLE S9).
+
+pcaps/make_captures.py plants fixed canaries (patient name ``CANARY^PHI``, identifier
+``PHI-CANARY-0001``, birth date ``19000101``) in the traffic it generates. This test first
+proves they are really in the captures (so that it can fail), then replays every sample with
+debug logging and greps everything medmon wrote.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+from click.testing import CliRunner
+from conftest import PCAPS
+
+from monitor.cli import cli
+from monitor.records import TABLES
+
+CANARIES = ("CANARY^PHI", "CANARY%5EPHI", "PHI-CANARY-0001", "19000101")
+
+
+def _contains_canary(blob: bytes) -> list[str]:
+    return [c for c in CANARIES if c.encode() in blob]
+
+
+def test_the_canaries_are_on_the_wire() -> None:
+    found: set[str] = set()
+    for capture in PCAPS.rglob("*.pcap*"):
+        found.update(_contains_canary(capture.read_bytes()))
+    assert {"CANARY%5EPHI", "PHI-CANARY-0001", "19000101"} <= found
+
+
+def test_no_canary_reaches_register_logs_or_exports(tmp_path: Path) -> None:
+    db = str(tmp_path / "medmon.duckdb")
+    runner = CliRunner()
+    outputs: list[str] = []
+    result = runner.invoke(
+        cli, ["--log-format", "json", "--debug", "replay", str(PCAPS), "--db", db]
+    )
+    assert result.exit_code == 0, result.output
+    outputs += [result.stdout, result.stderr]
+    for command in ("flows", "runs"):
+        for fmt in ("table", "json", "csv"):
+            r = runner.invoke(cli, [command, "--db", db, "--format", fmt])
+            assert r.exit_code == 0
+            outputs += [r.stdout, r.stderr]
+    assert json.loads(runner.invoke(cli, ["flows", "--db", db, "--format", "json"]).stdout)
+    for text in outputs:
+        assert not _contains_canary(text.encode())
+    # Every value of every table, as text.
+    con = duckdb.connect(db, read_only=True)
+    for table, _record in TABLES:
+        for row in con.execute(f"SELECT * FROM {table}").fetchall():
+            assert not _contains_canary(repr(row).encode()), f"PHI canary in {table}: {row}"
+    con.close()
+    # And the file's raw bytes (compressed pages aside, strings are stored as written).
+    raw = Path(db).read_bytes()
+    wal = Path(db + ".wal")
+    if wal.exists():
+        raw += wal.read_bytes()
+    assert not _contains_canary(raw)
