@@ -128,6 +128,7 @@ def replay(
             quick[path] = quick_id(path)
         except OSError as e:
             result.errors.append(f"{path}: {(e.strerror or str(e)).lower()}")
+            quick[path] = ""  # unreadable: reported once, not opened again
     with open_register(dbpath) as reg:
         candidates = {} if force else recorded_quick_ids(reg, sorted(set(quick.values())))
         selected: list[str] = []
@@ -136,6 +137,8 @@ def replay(
         for path in files:
             if path in quick:
                 qid = quick[path]
+                if not qid:
+                    continue
                 if qid in candidates or qid in seen:
                     digest = file_digest(path)
                     if digest in candidates.get(qid, {}):

@@ -897,7 +897,7 @@ class LazyMerge:
     not overlap: opening them all at once would exhaust the open-file limit and hold one
     read buffer each. Here each file is opened once to read its first timestamp, then again
     when its turn comes; files that overlap in time are open together. Standard input
-    (``-``) cannot be reopened, so it stays open from the start.
+    (``-``) and pipes cannot be reopened, so they stay open from the start.
 
     ``readers`` lists every reader opened for the merge, in opening order, so that the
     caller can collect their :class:`FileStats` afterwards. ``errors`` holds the one-line
@@ -916,8 +916,9 @@ class LazyMerge:
             except CaptureError as e:
                 self.errors.append(str(e))
                 continue
-            if path == "-":
-                self._pending.append((-1, order, path, reader))  # placed by its first frame
+            if path == "-" or not os.path.isfile(path):
+                # stdin or a pipe (<(zcat ...)): it cannot be read twice, so it stays open
+                self._pending.append((-1, order, path, reader))
                 continue
             it = iter(reader)
             first = next(it, None)

@@ -171,3 +171,24 @@ def test_a_newer_register_is_a_one_line_error(db: str) -> None:
 def test_every_command_has_help_with_an_example(command: str) -> None:
     code, out, _err = run(command, "--help")
     assert code == 0 and "Example:" in out and "--db" in out
+
+
+def test_replay_from_a_pipe(tmp_path: Path, db: str) -> None:
+    """A named pipe (as bash's <(zcat x.pcap.gz) gives) is read once, and hashed as read."""
+    import os
+    import threading
+
+    fifo = tmp_path / "capture.fifo"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with open(fifo, "wb") as w:
+            w.write(HTTP.read_bytes())
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    code, _out, err = run("replay", str(fifo), "--db", db)
+    writer.join()
+    assert code == 0, err
+    code, out, _err = run("runs", "--db", db, "--format", "json")
+    assert json.loads(out)[0]["packets"] == HTTP_FRAMES
