@@ -2,8 +2,9 @@
 formats the result; nothing else [sqlite-utils cli.py].
 
 Exit codes: 0 done, 1 findings over a threshold when asked (``--fail-on``), 2 bad input or
-usage. Bad input is one line on stderr naming the file and the fault; a traceback only with
-``--debug``.
+usage, 70 an internal error (a bug), 130 interrupted. Bad input is one line on stderr naming
+the file and the fault; a traceback only with ``--debug``. Errors, warnings and notices go
+through the ``medmon`` logger, so ``--log-format json`` turns all of them into JSON lines.
 """
 
 from __future__ import annotations
@@ -160,20 +161,17 @@ class _Group(click.Group):
             if (ctx.obj or {}).get("debug"):
                 raise
             for line in str(e).splitlines():
-                click.echo(f"medmon: error: {line}", err=True)
+                log.error("%s", line)
             ctx.exit(2)
         except KeyboardInterrupt:
-            click.echo("medmon: interrupted; nothing from this run was recorded", err=True)
+            log.warning("interrupted; nothing from this run was recorded")
             ctx.exit(130)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception as e:
             if (ctx.obj or {}).get("debug"):
                 raise
-            click.echo(
-                f"medmon: internal error: {type(e).__name__}: {e} (--debug shows the traceback)",
-                err=True,
-            )
+            log.error("internal error: %s: %s (--debug shows the traceback)", type(e).__name__, e)
             ctx.exit(70)
 
 
@@ -243,18 +241,15 @@ def replay(
             result = api.replay(paths, db=db, force=force, config=config)
     except api.InputError as e:
         for line in str(e).splitlines():
-            click.echo(f"medmon: error: {line}", err=True)
+            log.error("%s", line)
         raise click.exceptions.Exit(2) from None
     for line in result.errors:
-        click.echo(f"medmon: error: {line}", err=True)
+        log.error("%s", line)
     for line in result.warnings:
-        click.echo(f"medmon: warning: {line}", err=True)
+        log.warning("%s", line)
     for path, run_id in result.already_recorded:
         if not quiet:
-            click.echo(
-                f"medmon: {path}: already recorded in run {run_id}; skipped (--force replays it)",
-                err=True,
-            )
+            log.info("%s: already recorded in run %d; skipped (--force replays it)", path, run_id)
     if result.run_id is not None and not quiet:
         mb = result.bytes / 1e6
         msg = (
@@ -383,7 +378,7 @@ def bench(packets: int, keep: str | None, no_tshark: bool, scaling: bool, fmt: s
     try:
         report = run_bench(packets=packets, keep=keep, tshark=not no_tshark, scaling=scaling)
     except BenchError as e:
-        click.echo(f"medmon: error: {e}", err=True)
+        log.error("%s", e)
         raise click.exceptions.Exit(2) from None
     if fmt == "json":
         click.echo(json.dumps(report.to_dict(), indent=2))

@@ -192,3 +192,13 @@ def test_replay_from_a_pipe(tmp_path: Path, db: str) -> None:
     assert code == 0, err
     code, out, _err = run("runs", "--db", db, "--format", "json")
     assert json.loads(out)[0]["packets"] == HTTP_FRAMES
+
+
+def test_errors_are_json_lines_too(tmp_path: Path, db: str) -> None:
+    bad = tmp_path / "notes.txt"
+    bad.write_text("hello\n")
+    code, _out, err = run("--log-format", "json", "replay", str(bad), "--db", db)
+    assert code == 2
+    event = json.loads(_err_line(err))
+    assert event["level"] == "error"
+    assert event["message"].startswith(f"{bad}: not a pcap or pcapng file")

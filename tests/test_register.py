@@ -202,3 +202,37 @@ def test_a_replay_killed_mid_ingest_leaves_earlier_runs_intact(tmp_path: Path) -
     big.write_bytes(header + _copies(records, 0, 200))
     again = api.replay([str(big)], db=db)
     assert again.run_id == 2 and again.flows == 800
+
+
+def test_ctrl_c_mid_replay_records_nothing_and_says_so(tmp_path: Path) -> None:
+    db = str(tmp_path / "medmon.duckdb")
+    api.replay([str(PCAPS / "generic" / "dns.pcap")], db=db)
+    header, records = _tls_records()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "replay", "-", "--db", db],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=False,
+    )
+    assert proc.stdin is not None and proc.stderr is not None
+    proc.stdin.write(header + _copies(records, 0, 500))
+    proc.stdin.flush()
+    last, still = -1.0, 0
+    deadline = time.monotonic() + 60
+    while still < 5 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = _cpu_seconds(proc.pid)
+        still = still + 1 if now == last else 0
+        last = now
+    proc.send_signal(signal.SIGINT)
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=30) == 130
+    proc.stdin.close()
+    assert err.strip().splitlines()[-1] == (
+        "medmon: warning: interrupted; nothing from this run was recorded"
+    )
+    assert "Traceback" not in err
+    with open_register(db, read_only=True) as reg:
+        _n, runs = reg.query("SELECT run_id FROM runs")
+    assert runs == [(1,)]
