@@ -116,7 +116,8 @@ class RunWriter:
         if not rows:
             return
         cols = self._columns[table]
-        arrays = [pa.array([r[i] for r in rows], type=typ) for i, (_name, typ) in enumerate(cols)]
+        values = list(zip(*rows, strict=True))  # rows to columns, in C
+        arrays = [pa.array(values[i], type=typ) for i, (_name, typ) in enumerate(cols)]
         batch = pa.Table.from_arrays(arrays, names=[name for name, _t in cols])
         names = ", ".join(f'"{name}"' for name, _t in cols)
         con = self.reg.con
