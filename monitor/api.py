@@ -21,7 +21,7 @@ from typing import Any
 
 from monitor import anomalies as anomaly_catalogue
 from monitor.decode import LINKTYPE_NAMES
-from monitor.flows import PROTO_NAMES, Flow, FlowConfig, FlowTable, TableStats, ip_text, mac_text
+from monitor.flows import Flow, FlowConfig, FlowTable, TableStats
 from monitor.parsers import REGISTRY
 from monitor.register import RegisterError, open_register
 from monitor.register.ingest import RunWriter, recorded_captures, recorded_quick_ids
@@ -66,33 +66,6 @@ class ReplayResult:
 
 
 ProgressFn = Callable[[TableStats, int], None]
-
-
-def flow_row(run_id: int, f: Flow) -> tuple[Any, ...]:
-    """A flow as a row of the ``flows`` table (column order of ``records.Flow``)."""
-    return (
-        run_id,
-        f.uid,
-        f.first_ns,
-        f.last_ns,
-        PROTO_NAMES.get(f.proto) or str(f.proto),
-        ip_text(f.client_ip),
-        f.client_port,
-        ip_text(f.server_ip),
-        f.server_port,
-        f.vlan,
-        f.app,
-        f.packets_to_server,
-        f.packets_to_client,
-        f.bytes_to_server,
-        f.bytes_to_client,
-        f.payload_to_server,
-        f.payload_to_client,
-        f.state or None,
-        f.end_reason,
-        mac_text(f.client_mac) or None,
-        mac_text(f.server_mac) or None,
-    )
 
 
 def replay(
@@ -195,7 +168,7 @@ def _run(
         unsupported_types: list[int] = []
 
         def flow_sink(f: Flow) -> None:
-            writer.add("flows", flow_row(run_id, f))
+            writer.add("flows", f.row(run_id))
 
         stream_anomalies: dict[str, int] = {}
 

@@ -74,7 +74,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from monitor import __version__
+from monitor import COMPILED, __version__
 
 __all__ = [
     "BenchError",
@@ -1882,7 +1882,7 @@ def machine_info() -> MachineInfo:
         cores_available=available,
         memory_gib=round(memory, 1),
         python=platform.python_version(),
-        medmon=__version__,
+        medmon=f"{__version__} ({'compiled with mypyc' if COMPILED else 'plain Python'})",
         platform=platform.platform(),
         tshark=tshark_version,
         load_1m=round(load, 2),

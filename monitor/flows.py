@@ -149,6 +149,33 @@ class Flow:
         self.stream: Any = None if proto == PROTO_TCP else False
         self.end_reason = ""
 
+    def row(self, run_id: int) -> tuple[Any, ...]:
+        """This flow as a row of the register's ``flows`` table, in the column order of
+        :class:`monitor.records.Flow` (tests/test_flows.py checks the two agree)."""
+        return (
+            run_id,
+            self.uid,
+            self.first_ns,
+            self.last_ns,
+            PROTO_NAMES.get(self.proto) or str(self.proto),
+            ip_text(self.client_ip),
+            self.client_port,
+            ip_text(self.server_ip),
+            self.server_port,
+            self.vlan,
+            self.app,
+            self.packets_to_server,
+            self.packets_to_client,
+            self.bytes_to_server,
+            self.bytes_to_client,
+            self.payload_to_server,
+            self.payload_to_client,
+            self.state or None,
+            self.end_reason,
+            mac_text(self.client_mac) or None,
+            mac_text(self.server_mac) or None,
+        )
+
     @property
     def state(self) -> str:
         """TCP state from the flags each side sent (Zeek-like, coarse)."""

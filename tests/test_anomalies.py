@@ -7,11 +7,12 @@ from __future__ import annotations
 import struct
 
 import pytest
-from conftest import ROOT
 
 from monitor.anomalies import CATALOGUE, describe
 from monitor.decode import Packet, decode
 from monitor.flows import FlowTable
+
+from conftest import ROOT
 
 ETH = bytes.fromhex("020000000002020000000001")
 IPV4_UDP = bytes.fromhex("4500001c00010000401100000a0000010a000002")

@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import need_tshark
 
 from monitor import bench
 from monitor.bench import (
@@ -30,6 +29,8 @@ from monitor.bench import (
     memory_scaling,
     run_bench,
 )
+
+from conftest import need_tshark
 
 PACKETS = 20_000
 

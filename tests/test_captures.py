@@ -16,9 +16,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import PCAPS, ROBUSTNESS, expected, robustness_files, robustness_ids, tshark
 
 from monitor import api
+
+from conftest import PCAPS, ROBUSTNESS, expected, robustness_files, robustness_ids, tshark
 
 #: Captures where tshark legitimately counts other conversations than a flow monitor should.
 NOT_WELL_FORMED = {

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import PCAPS, expected
 
 from monitor import __version__
 from monitor.cli import cli
+
+from conftest import PCAPS, expected
 
 HTTP = PCAPS / "generic" / "http.pcap"
 HTTP_FRAMES = expected("http.pcap")["frames"]

@@ -7,10 +7,11 @@ import struct
 from pathlib import Path
 
 import pytest
-from conftest import ROBUSTNESS, robustness_files, robustness_ids, tshark
 
 from monitor.decode import FRAG_FIRST, FRAG_LATER, Packet, decode
 from monitor.source import CaptureReader
+
+from conftest import ROBUSTNESS, robustness_files, robustness_ids, tshark
 
 FIELDS = (
     "frame.number",

@@ -7,9 +7,10 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
 
 from monitor.cli import cli
+
+from conftest import ROOT
 
 GENERATED = ["docs/register.md", "docs/cli.md"]
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import PCAPS, robustness_files
 
 from monitor.flows import FlowConfig, FlowTable, ip_text
 from monitor.source import CaptureReader
+
+from conftest import PCAPS, robustness_files
 
 FIELDS = (
     "uid",
@@ -127,3 +128,27 @@ def test_client_choice(flags: int, sport: int, dport: int, client_is_src: bool) 
 
     ports = frozenset((11112, 2575))
     assert _client_is_src(6, flags, sport, dport, ports) is client_is_src
+
+
+def test_flow_rows_follow_the_register_columns() -> None:
+    """Flow.row() builds the register's rows by position: it must follow records.Flow."""
+    from dataclasses import fields
+
+    from monitor.records import Flow as FlowRecord
+
+    ended: list = []
+    table = FlowTable(ended.append)
+    table.process(_frames([PCAPS / "generic" / "http.pcap"]))
+    table.flush()
+    f = ended[0]
+    row = dict(zip([c.name for c in fields(FlowRecord)], f.row(7), strict=True))
+    assert row["run_id"] == 7 and row["flow_uid"] == f.uid
+    assert (row["client_ip"], row["server_port"], row["proto"]) == (
+        ip_text(f.client_ip),
+        80,
+        "tcp",
+    )
+    assert row["packets_to_server"] == f.packets_to_server
+    assert row["bytes_to_client"] == f.bytes_to_client
+    assert row["state"] == "closed" and row["end_reason"] == "end"
+    assert row["client_mac"] == f.client_mac.hex(":")

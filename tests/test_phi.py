@@ -14,10 +14,11 @@ from pathlib import Path
 
 import duckdb
 from click.testing import CliRunner
-from conftest import PCAPS
 
 from monitor.cli import cli
 from monitor.records import TABLES
+
+from conftest import PCAPS
 
 CANARIES = ("CANARY^PHI", "CANARY%5EPHI", "PHI-CANARY-0001", "19000101")
 

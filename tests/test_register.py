@@ -12,11 +12,12 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import PCAPS, ROOT, expected
 
 from monitor import api
 from monitor.records import TABLES, columns
 from monitor.register import SCHEMA_VERSION, RegisterError, open_register
+
+from conftest import PCAPS, ROOT, expected
 
 CONTRACT = {
     "runs": "run_id started_at finished_at source sensor packets bytes dropped version",

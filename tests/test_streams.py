@@ -16,7 +16,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from conftest import ROBUSTNESS, need_tshark, robustness_files, tshark
 from scapy.utils import RawPcapReader
 
 from monitor import streams
@@ -32,6 +31,8 @@ from monitor.streams import (
     Reassembler,
     StreamManager,
 )
+
+from conftest import ROBUSTNESS, need_tshark, robustness_files, tshark
 
 PSH_ACK = 0x18
 

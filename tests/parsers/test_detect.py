@@ -14,7 +14,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import PCAPS, ROBUSTNESS
 from scapy.contrib.dicom import (
     A_ASSOCIATE_AC,
     A_ASSOCIATE_RQ,
@@ -24,7 +23,6 @@ from scapy.contrib.dicom import (
     build_presentation_context_rq,
     build_user_information,
 )
-from test_streams import Recorder, collect_capture, feed_capture
 
 from monitor.parsers import REGISTRY
 from monitor.parsers.detect import (
@@ -35,6 +33,9 @@ from monitor.parsers.detect import (
     probe_tls,
 )
 from monitor.streams import StreamManager
+
+from conftest import PCAPS, ROBUSTNESS
+from test_streams import Recorder, collect_capture, feed_capture
 
 PROBES: dict[str, Callable[[bytes, bool], bool]] = {
     "dicom": probe_dicom,

@@ -1,0 +1,66 @@
+"""Build script: compiles the per-packet modules with mypyc when it can.
+
+medmon is a Python package; this only makes it faster. ``decode.py``, ``flows.py`` and
+``streams.py`` run once per packet, and compiled with mypyc (the compiler that ships with
+mypy, using the modules' own type hints) they run about twice as fast. When compiling is not
+possible (no C compiler or Python headers) or not wanted (``MEDMON_PURE_PYTHON=1``), the
+build goes on without it and medmon runs the same code as plain Python.
+
+The SHA-256 of each compiled source is written to ``monitor/_compiled.json``; at import,
+``monitor/__init__.py`` falls back to the plain modules when a source no longer matches what
+was compiled (an edited checkout), so a stale build can never shadow new code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+#: Compiled together, in this order; monitor/__init__.py keeps the same list.
+COMPILED = ("monitor/decode.py", "monitor/flows.py", "monitor/streams.py")
+HERE = Path(__file__).resolve().parent
+
+
+class OptionalBuildExt(build_ext):
+    """A failed compilation is a warning, not a failed install."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as e:
+            _skip(f"compiling failed ({e})")
+
+    def build_extension(self, ext: object) -> None:
+        try:
+            super().build_extension(ext)  # type: ignore[arg-type]
+        except Exception as e:
+            _skip(f"compiling {getattr(ext, 'name', ext)} failed ({e})")
+            raise
+
+
+def _skip(why: str) -> None:
+    (HERE / "monitor" / "_compiled.json").unlink(missing_ok=True)
+    print(f"medmon: {why}; installing as plain Python", file=sys.stderr)
+
+
+def _ext_modules() -> list:
+    if os.environ.get("MEDMON_PURE_PYTHON") == "1":
+        (HERE / "monitor" / "_compiled.json").unlink(missing_ok=True)
+        return []
+    try:
+        from mypyc.build import mypycify
+    except ImportError:
+        _skip("mypyc is not available")
+        return []
+    digests = {name: hashlib.sha256((HERE / name).read_bytes()).hexdigest() for name in COMPILED}
+    (HERE / "monitor" / "_compiled.json").write_text(json.dumps(digests, indent=1) + "\n")
+    return mypycify(list(COMPILED), opt_level="3", group_name="monitor_native")
+
+
+setup(ext_modules=_ext_modules(), cmdclass={"build_ext": OptionalBuildExt})
