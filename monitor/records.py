@@ -121,6 +121,25 @@ class DicomAssociation:
     result: str = col("VARCHAR", "accepted, rejected, aborted or unknown")
     abstract_syntaxes: list[str] = col("VARCHAR[]", "abstract syntaxes (SOP classes) proposed")
     commands: list[str] = col("VARCHAR[]", "DIMSE commands seen, e.g. C-STORE-RQ")
+    ts_end: Any = col("TIMESTAMPTZ", "time of the release, abort or last PDU")
+    result_raw: int = col("INTEGER", "A-ASSOCIATE-RJ result, or A-ABORT source, as sent")
+    reason: str = col("VARCHAR", "reject source/reason or abort source/reason, named")
+    reason_raw: int = col("INTEGER", "the reason code as sent")
+    max_pdu_length: int = col("BIGINT", "requestor's maximum PDU length")
+    acceptor_max_pdu_length: int = col("BIGINT", "acceptor's maximum PDU length")
+    application_context: str = col("VARCHAR", "application context name UID")
+    presentation_contexts: str = col(
+        "JSON", "[{id, abstract_syntax, transfer_syntaxes, result, transfer_syntax}]"
+    )
+    role_selection: str = col("JSON", "[{abstract_syntax, scu, scp}] from SCP/SCU role items")
+    user_identity_type: str = col("VARCHAR", "user identity type only (never the credentials)")
+    command_counts: str = col("JSON", '{"C-STORE-RQ": 3, ...}')
+    statuses: str = col("JSON", '{"C-STORE-RSP": {"0x0000": 3}, ...}')
+    move_destinations: list[str] = col("VARCHAR[]", "C-MOVE destination AE titles")
+    pdus: int = col("BIGINT", "PDUs seen")
+    bytes_to_server: int = col("BIGINT", "PDU bytes requestor -> acceptor")
+    bytes_to_client: int = col("BIGINT", "PDU bytes acceptor -> requestor")
+    tls: bool = col("BOOLEAN", "the association was carried in TLS (only its existence is known)")
 
 
 @dataclass
@@ -137,6 +156,10 @@ class DicomDevice:
     software_versions: list[str] = col("VARCHAR[]", "(0018,1020) Software Versions, every value")
     station_name: str = col("VARCHAR", "(0008,1010) Station Name")
     device_serial_number: str = col("VARCHAR", "(0018,1000) Device Serial Number")
+    institution_name: str = col("VARCHAR", "(0008,0080) Institution Name")
+    institutional_department_name: str = col("VARCHAR", "(0008,1040) Institutional Dept. Name")
+    sop_class_uid: str = col("VARCHAR", "SOP class of the dataset (affected SOP class UID)")
+    transfer_syntax: str = col("VARCHAR", "transfer syntax UID the dataset was read with")
 
 
 @dataclass
@@ -158,6 +181,16 @@ class Hl7Message:
     trigger_event: str = col("VARCHAR", "MSH-9.2")
     version: str = col("VARCHAR", "MSH-12")
     ack_code: str = col("VARCHAR", "MSA-1 of an acknowledgement")
+    client_port: int = col("INTEGER", "flow client's port")
+    message_datetime: str = col("VARCHAR", "MSH-7 as sent")
+    message_structure: str = col("VARCHAR", "MSH-9.3")
+    control_id: str = col("VARCHAR", "MSH-10 message control ID")
+    processing_id: str = col("VARCHAR", "MSH-11")
+    delimiters: str = col("VARCHAR", "MSH-1 and MSH-2: field separator and encoding characters")
+    segments: list[str] = col("VARCHAR[]", "segment names in order (names only, no content)")
+    acknowledged_control_id: str = col("VARCHAR", "MSA-2: the control ID acknowledged")
+    device_ids: list[str] = col("VARCHAR[]", "PRT-10, PRT-16..22 (UDI) and OBX-18 values")
+    framing: str = col("VARCHAR", "mllp, or raw when the message came without MLLP blocks")
 
 
 @dataclass
