@@ -293,20 +293,85 @@ FLOW_TABLE_COLUMNS = (
 
 
 def flows(
-    *, db: str | None = None, run_id: int | None = None, limit: int | None = None
+    *,
+    db: str | None = None,
+    run_id: int | None = None,
+    ip: str | None = None,
+    limit: int | None = None,
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """The recorded flows (of one run, or all), oldest first: (column names, rows)."""
+    """The recorded flows (of one run, involving one address, or all), oldest first."""
+    return _select(
+        "flows",
+        ("client_ip", "server_ip"),
+        db=db,
+        run_id=run_id,
+        ip=ip,
+        limit=limit,
+        order="first_seen, flow_uid",
+    )
+
+
+def _select(
+    table: str,
+    address_columns: tuple[str, ...],
+    *,
+    db: str | None,
+    run_id: int | None,
+    ip: str | None,
+    limit: int | None,
+    order: str,
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Rows of one register table, optionally of one run and involving one address."""
     with open_register(db or default_db(), read_only=True) as reg:
-        sql = "SELECT * FROM flows"
+        sql = f"SELECT * FROM {table}"
+        where: list[str] = []
         params: list[Any] = []
         if run_id is not None:
-            sql += " WHERE run_id = ?"
+            where.append("run_id = ?")
             params.append(run_id)
-        sql += " ORDER BY first_seen, flow_uid"
+        if ip is not None:
+            where.append("(" + " OR ".join(f"{c} = ?" for c in address_columns) + ")")
+            params.extend([ip] * len(address_columns))
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY {order}"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
         return reg.query(sql, params)
+
+
+def dicom(
+    *, db: str | None = None, run_id: int | None = None, ip: str | None = None,
+    limit: int | None = None,
+) -> tuple[list[str], list[tuple[Any, ...]]]:  # fmt: skip
+    """The DICOM associations recorded (of one run, involving one address), oldest first."""
+    return _select(
+        "dicom_associations", ("client_ip", "server_ip"), db=db, run_id=run_id, ip=ip,
+        limit=limit, order="ts, flow_uid",
+    )  # fmt: skip
+
+
+def dicom_devices(
+    *, db: str | None = None, run_id: int | None = None, ip: str | None = None,
+    limit: int | None = None,
+) -> tuple[list[str], list[tuple[Any, ...]]]:  # fmt: skip
+    """The device attributes read from DICOM datasets, oldest first."""
+    return _select(
+        "dicom_devices", ("ip",), db=db, run_id=run_id, ip=ip, limit=limit,
+        order="ts, flow_uid",
+    )  # fmt: skip
+
+
+def hl7(
+    *, db: str | None = None, run_id: int | None = None, ip: str | None = None,
+    limit: int | None = None,
+) -> tuple[list[str], list[tuple[Any, ...]]]:  # fmt: skip
+    """The HL7 v2 messages recorded (header fields only), oldest first."""
+    return _select(
+        "hl7_messages", ("client_ip", "server_ip"), db=db, run_id=run_id, ip=ip, limit=limit,
+        order="ts, flow_uid",
+    )  # fmt: skip
 
 
 def runs(*, db: str | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
@@ -321,7 +386,10 @@ __all__ = [
     "RegisterError",
     "ReplayResult",
     "default_db",
+    "dicom",
+    "dicom_devices",
     "flows",
+    "hl7",
     "replay",
     "runs",
 ]

@@ -304,19 +304,29 @@ class _Progress:
         )
 
 
+def filter_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--run N``, ``--ip ADDRESS`` and ``--limit N``, the same on every listing."""
+    fn = click.option(
+        "--limit", type=click.IntRange(min=1), default=None, help="At most this many rows."
+    )(fn)
+    fn = click.option(
+        "--ip", metavar="ADDRESS", default=None, help="Only rows involving this address."
+    )(fn)
+    return click.option("--run", "run_id", type=int, default=None, help="Only this run.")(fn)
+
+
 @cli.command()
 @db_option
 @output_options
-@click.option("--run", "run_id", type=int, default=None, help="Only this run's flows.")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many rows.")
-def flows(db: str, fmt: str, run_id: int | None, limit: int | None) -> None:
+@filter_options
+def flows(db: str, fmt: str, run_id: int | None, ip: str | None, limit: int | None) -> None:
     """The conversations seen: client, server, application, packets and bytes each way.
 
     Example:
 
-        medmon flows --format json
+        medmon flows --ip 10.20.0.11 --format json
     """
-    names, rows = api.flows(db=db, run_id=run_id, limit=limit)
+    names, rows = api.flows(db=db, run_id=run_id, ip=ip, limit=limit)
     emit_rows(names, rows, fmt, api.FLOW_TABLE_COLUMNS, title="flows")
 
 
