@@ -15,10 +15,10 @@ to any other address). `mm-router` forwards IPv4 between one Linux bridge per su
 
     mm-router (ip_forward=1)
       br-it    10.10.0.1/24  -- mm-dns 10.10.0.53, mm-web 10.10.0.80, mm-admin 10.10.0.20,
-                                mm-ssh 10.10.0.22
+                                mm-ssh 10.10.0.22, mm-hl7 10.10.0.25 (HL7 interface engine)
       br-img   10.20.0.1/24  -- mm-ct 10.20.0.11          (imaging modalities)
-      br-pacs  10.30.0.1/24  -- mm-pacs 10.30.0.10
-      br-clin  10.40.0.1/24  -- mm-clin 10.40.0.31        (clinical workstations)
+      br-pacs  10.30.0.1/24  -- mm-pacs 10.30.0.10        (Orthanc, DCMTK storescp)
+      br-clin  10.40.0.1/24  -- mm-clin 10.40.0.31, mm-icumon 10.40.0.42 (clinical)
 
 The topology is the data in SUBNETS and HOSTS below: add a host there (and its server or client
 commands in a capture function) to extend it. MAC addresses are fixed and derived from the IP
@@ -45,6 +45,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
@@ -110,9 +112,11 @@ HOSTS: tuple[Host, ...] = (
     ),
     Host("admin", "it", "10.10.0.20", "admin-ws01", "IT admin workstation"),
     Host("ssh", "it", "10.10.0.22", "ssh01", "SSH server (OpenSSH sshd)"),
+    Host("hl7", "it", "10.10.0.25", "hl7-if01", "HL7 interface engine (MLLP :2575, :6661)"),
     Host("ct", "img", "10.20.0.11", "ct01", "CT modality"),
     Host("pacs", "pacs", "10.30.0.10", "pacs01", "PACS archive"),
     Host("clin", "clin", "10.40.0.31", "clin-ws31", "clinical workstation"),
+    Host("icumon", "clin", "10.40.0.42", "icu-mon42", "patient monitor gateway (HL7 ORU)"),
 )
 
 HOST = {h.name: h for h in HOSTS}
@@ -120,6 +124,8 @@ SUBNET = {s.name: s for s in SUBNETS}
 DNS_SERVER = HOST["dns"].ip
 WEB = HOST["web"]
 SSH_SERVER = HOST["ssh"].ip
+PACS = HOST["pacs"]
+HL7_SERVER = HOST["hl7"].ip
 
 # Program -> Debian package that provides it (CI installs these).
 TOOLS: dict[str, str] = {
@@ -138,7 +144,15 @@ TOOLS: dict[str, str] = {
     "ssh": "openssh-client",
     "ssh-keygen": "openssh-client",
     "sshd": "openssh-server",
+    "echoscu": "dcmtk",
+    "storescu": "dcmtk",
+    "findscu": "dcmtk",
+    "movescu": "dcmtk",
+    "storescp": "dcmtk",
+    "Orthanc": "orthanc",
 }
+# Python module -> pip package, for the DICOM and HL7 captures (imported only there).
+PY_MODULES: dict[str, str] = {"pydicom": "pydicom", "pynetdicom": "pynetdicom", "hl7": "hl7"}
 TOOL: dict[str, str] = {}  # program -> absolute path, filled by find_tools()
 
 
@@ -174,6 +188,7 @@ class Lab:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.started: set[str] = set()  # servers started on demand (see on_demand())
 
     # -- running programs ----------------------------------------------------------------
     def run(
@@ -775,12 +790,527 @@ def make_mixed(lab: Lab, out: Path) -> None:
         )
 
 
+# --------------------------------------------------------------------------------------------
+# DICOM and HL7: datasets, messages, servers started on demand, and the captures.
+# --------------------------------------------------------------------------------------------
+# PHI canaries (STYLE S9): in every DICOM dataset and HL7 PID this script generates.
+CANARY_NAME = "CANARY^PHI"
+CANARY_ID = "PHI-CANARY-0001"
+CANARY_BIRTH_DATE = "19000101"
+CANARY_OBX = "CANARY-OBX-VALUE"
+
+ORTHANC_AET = "ORTHANC"
+ORTHANC_PORT = 4242
+STORESCP_AET = "STORESCP"
+STORESCP_PORT = 11113  # DCMTK storescp on the PACS host, a non-standard port
+MOVE_DEST_AET = "CLINWS31"  # storescp on the clinical workstation, a C-MOVE destination
+MOVE_DEST_PORT = 11112
+CT_AET = "CT01"
+HL7_PORT = 2575
+HL7_ALT_PORT = 6661
+# DICOM and HL7 ports for tshark's "decode as" (only 104 and 2575 are its defaults).
+DICOM_PORTS = (ORTHANC_PORT, MOVE_DEST_PORT, STORESCP_PORT)
+HL7_PORTS = (HL7_PORT, HL7_ALT_PORT)
+
+
+@dataclass(frozen=True)
+class DicomSpec:
+    """One generated DICOM instance: device attributes of a real vendor's model."""
+
+    file: str
+    sop_class: str
+    modality: str
+    manufacturer: str
+    model: str
+    software: tuple[str, ...]
+    serial: str
+    station: str
+    study: str  # study key; instances with the same key share the study UID
+    study_date: str
+    size: int = 64  # rows = columns; 16-bit monochrome pixels
+    transfer_syntax: str = "1.2.840.10008.1.2.1"  # explicit VR little endian
+
+
+CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
+MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
+CR_IMAGE = "1.2.840.10008.5.1.4.1.1.1"
+IMPLICIT_LE = "1.2.840.10008.1.2"
+GE_CT = ("GE MEDICAL SYSTEMS", "Optima CT660", ("0.0.0.0", "sw_1.0"), "CT660-SN-0001", "CT01")
+SIEMENS_MR = ("SIEMENS", "MAGNETOM Skyra", ("syngo MR E11",), "SKYRA-SN-0001", "MR01")
+FUJI_CR = ("FUJIFILM", "FCR PROFECT CS", ("A08-10",), "FCR-SN-0001", "CR01")
+
+DATASETS: tuple[DicomSpec, ...] = (
+    DicomSpec("ct1.dcm", CT_IMAGE, "CT", *GE_CT, study="ct", study_date="20240102"),
+    DicomSpec("ct2.dcm", CT_IMAGE, "CT", *GE_CT, study="ct", study_date="20240102"),
+    DicomSpec("mr1.dcm", MR_IMAGE, "MR", *SIEMENS_MR, study="mr", study_date="20240103"),
+    DicomSpec("cr1.dcm", CR_IMAGE, "CR", *FUJI_CR, study="cr", study_date="20240105"),
+    DicomSpec(
+        "mr1-implicit.dcm",
+        MR_IMAGE,
+        "MR",
+        *SIEMENS_MR,
+        study="mr-implicit",
+        study_date="20240106",
+        transfer_syntax=IMPLICIT_LE,
+    ),
+    # The one large instance (288 KiB of pixel data), for bulk-data skipping.
+    DicomSpec("ct-bulk.dcm", CT_IMAGE, "CT", *GE_CT, study="bulk", study_date="20240104", size=384),
+)
+
+
+def write_datasets(directory: Path) -> None:
+    """Write DATASETS as DICOM Part 10 files (pydicom), with fixed UIDs and the canaries."""
+    from array import array
+
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import UID, generate_uid
+
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def uid(*key: str) -> UID:  # the same UIDs on every run
+        return generate_uid(entropy_srcs=["medmon", *key])
+
+    for spec in DATASETS:
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = UID(spec.sop_class)
+        meta.MediaStorageSOPInstanceUID = uid(spec.file)
+        meta.TransferSyntaxUID = UID(spec.transfer_syntax)
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SpecificCharacterSet = "ISO_IR 100"
+        ds.SOPClassUID = spec.sop_class
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.StudyDate = ds.SeriesDate = ds.ContentDate = spec.study_date
+        ds.StudyTime = ds.SeriesTime = ds.ContentTime = "120000"
+        ds.AccessionNumber = "ACC" + spec.study_date
+        ds.Modality = spec.modality
+        ds.Manufacturer = spec.manufacturer
+        ds.InstitutionName = "Example Hospital"
+        ds.StationName = spec.station
+        ds.StudyDescription = f"{spec.modality} test study"
+        ds.InstitutionalDepartmentName = "Radiology"
+        ds.ManufacturerModelName = spec.model
+        ds.ReferringPhysicianName = ""
+        ds.PatientName = CANARY_NAME
+        ds.PatientID = CANARY_ID
+        ds.PatientBirthDate = CANARY_BIRTH_DATE
+        ds.PatientSex = "F"
+        ds.DeviceSerialNumber = spec.serial
+        ds.SoftwareVersions = list(spec.software) if len(spec.software) > 1 else spec.software[0]
+        ds.StudyInstanceUID = uid("study", spec.study)
+        ds.SeriesInstanceUID = uid("series", spec.study)
+        ds.StudyID = "1"
+        ds.SeriesNumber = 1
+        ds.InstanceNumber = int(spec.file[2]) if spec.file[2].isdigit() else 1
+        ds.AdmissionID = CANARY_ID  # (0038,0010)
+        ds.PerformedProcedureStepID = CANARY_ID  # (0040,0253)
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.Rows = ds.Columns = spec.size
+        ds.BitsAllocated = 16
+        ds.BitsStored = 12
+        ds.HighBit = 11
+        ds.PixelRepresentation = 0
+        n = spec.size
+        pixels = array("H", ((x * 7 + y * 13) % 4096 for y in range(n) for x in range(n)))
+        ds.PixelData = pixels.tobytes()
+        ds.save_as(directory / spec.file, enforce_file_format=True)
+
+
+def hl7_message(msh: Sequence[str], *segments: Sequence[str]) -> str:
+    """An HL7 v2 message from its fields (MSH-3 onwards for MSH), segments ended by CR."""
+    lines = ["|".join(["MSH", "^~\\&", *msh]), *("|".join(seg) for seg in segments)]
+    return "\r".join(lines) + "\r"
+
+
+def hl7_msh(sender: str, facility: str, when: str, kind: str, control_id: str, version: str):
+    # MSH-3..MSH-12; MSH-9 with its message structure, as real senders fill it.
+    return [sender, facility, "HL7IF", "EXAMPLE_HOSP", when, "", kind, control_id, "P", version]
+
+
+PID = ["PID", "1", "", f"{CANARY_ID}^^^HOSP^MR", "", CANARY_NAME, "", CANARY_BIRTH_DATE, "F"]
+PID += ["", "", "1 CANARY STREET^^CITY"]
+
+
+def obx(set_id: str, equipment: str = "") -> list[str]:
+    """OBX with OBX-5 the canary value; OBX-18 the equipment instance identifier."""
+    fields = ["OBX", set_id, "ST", "8867-4^Heart rate^LN", "", CANARY_OBX, "/min", "", "", ""]
+    fields += ["", "F", "", "", "20240102120100", "", "", "", equipment]
+    return fields
+
+
+def prt_device(device: str) -> list[str]:
+    """PRT (v2.7+): participation EQUIP, PRT-10 the participation device."""
+    return ["PRT", "1", "AD", "", "EQUIP^Equipment^HL70912", "", "", "", "", "", device]
+
+
+HL7_MESSAGES: dict[str, str] = {
+    "adt-a01-v25": hl7_message(
+        hl7_msh("HIS", "EXAMPLE_HOSP", "20240102120000", "ADT^A01^ADT_A01", "MSG00001", "2.5"),
+        ["EVN", "A01", "20240102120000"],
+        PID,
+        ["PV1", "1", "I", "ICU^01^01"],
+    ),
+    "oru-r01-v251": hl7_message(
+        hl7_msh("MONITOR_GW", "ICU", "20240102120100", "ORU^R01^ORU_R01", "MSG00002", "2.5.1"),
+        PID,
+        ["OBR", "1", "", "OBS0001", "8867-4^Heart rate^LN"],
+        obx("1", "MONITOR-0042^^^EXAMPLE"),
+    ),
+    "oru-r01-v27-prt": hl7_message(
+        hl7_msh("MONITOR_GW", "ICU", "20240102120200", "ORU^R01^ORU_R01", "MSG00003", "2.7"),
+        PID,
+        ["OBR", "1", "", "OBS0002", "8867-4^Heart rate^LN"],
+        obx("1"),
+        prt_device("DEVICE-77"),
+    ),
+    "orm-o01-v23": hl7_message(
+        hl7_msh("RIS", "EXAMPLE_HOSP", "20240102120300", "ORM^O01", "MSG00004", "2.3"),
+        PID,
+        ["ORC", "NW", "ORD0001"],
+        ["OBR", "1", "ORD0001", "", "CTHEAD^CT head^LOCAL"],
+    ),
+    "adt-a08-v28": hl7_message(
+        hl7_msh("HIS", "EXAMPLE_HOSP", "20240102120400", "ADT^A08^ADT_A01", "MSG00005", "2.8"),
+        ["EVN", "", "20240102120400"],
+        PID,
+        ["PV1", "1", "I", "ICU^01^01"],
+    ),
+    "adt-a04-v25": hl7_message(
+        hl7_msh("HIS", "EXAMPLE_HOSP", "20240102120500", "ADT^A04^ADT_A01", "MSG00006", "2.5"),
+        ["EVN", "A04", "20240102120500"],
+        PID,
+        ["PV1", "1", "O", "CLINIC^01"],
+    ),
+    "oru-r01-v251-b": hl7_message(
+        hl7_msh("MONITOR_GW", "ICU", "20240102120600", "ORU^R01^ORU_R01", "MSG00007", "2.5.1"),
+        PID,
+        ["OBR", "1", "", "OBS0003", "8867-4^Heart rate^LN"],
+        obx("1", "MONITOR-0042^^^EXAMPLE"),
+    ),
+    "adt-a03-v25": hl7_message(
+        hl7_msh("HIS", "EXAMPLE_HOSP", "20240102120700", "ADT^A03^ADT_A03", "MSG00008", "2.5"),
+        ["EVN", "A03", "20240102120700"],
+        PID,
+        ["PV1", "1", "I", "ICU^01^01"],
+    ),
+}
+
+
+def on_demand(lab: Lab, name: str, start: Callable[[Lab], None]) -> None:
+    """Start a server the first time a capture needs it (it runs until teardown)."""
+    if name not in lab.started:
+        start(lab)
+        lab.started.add(name)
+
+
+def dicom_files(lab: Lab) -> Path:
+    d = lab.tmp / "datasets"
+    on_demand(lab, "datasets", lambda lab: write_datasets(d))
+    return d
+
+
+def start_orthanc(lab: Lab) -> None:
+    """Orthanc (a real PACS) on pacs01:4242 with its own config and storage in the temp dir."""
+    d = lab.tmp / "orthanc"
+    (d / "db").mkdir(parents=True)
+    config = {
+        "Name": "PACS01",
+        "StorageDirectory": str(d / "db"),
+        "IndexDirectory": str(d / "db"),
+        "StorageCompression": False,
+        "Plugins": [],
+        "HttpServerEnabled": False,
+        "RemoteAccessAllowed": False,
+        "DicomServerEnabled": True,
+        "DicomAet": ORTHANC_AET,
+        "DicomPort": ORTHANC_PORT,
+        "DicomCheckCalledAet": True,  # a wrong called AE title is rejected (dicom/rejected)
+        "DicomAlwaysAllowEcho": True,
+        "DicomAlwaysAllowStore": True,
+        "DicomModalities": {
+            "ct01": [CT_AET, HOST["ct"].ip, 104],
+            "clinws31": [MOVE_DEST_AET, HOST["clin"].ip, MOVE_DEST_PORT],
+        },
+        "SynchronousCMove": True,
+        "SaveJobs": False,
+        "ConcurrentJobs": 1,
+    }
+    (d / "orthanc.json").write_text(json.dumps(config, indent=2))
+    p = lab.start(ns("pacs"), ["Orthanc", str(d / "orthanc.json")], "orthanc.log")
+    lab.wait_listening("pacs", "tcp", ORTHANC_PORT, p, "orthanc.log")
+
+
+def start_storescp_pacs(lab: Lab) -> None:
+    """DCMTK storescp on pacs01 at a non-standard port (pynetdicom's peer)."""
+    d = lab.tmp / "storescp-pacs"
+    d.mkdir()
+    argv = ["storescp", "-aet", STORESCP_AET, "-od", str(d), str(STORESCP_PORT)]
+    p = lab.start(ns("pacs"), argv, "storescp-pacs.log")
+    lab.wait_listening("pacs", "tcp", STORESCP_PORT, p, "storescp-pacs.log")
+
+
+def start_storescp_clin(lab: Lab) -> None:
+    """DCMTK storescp on clin-ws31: the C-MOVE destination CLINWS31."""
+    d = lab.tmp / "storescp-clin"
+    d.mkdir()
+    argv = ["storescp", "-aet", MOVE_DEST_AET, "-od", str(d), str(MOVE_DEST_PORT)]
+    p = lab.start(ns("clin"), argv, "storescp-clin.log")
+    lab.wait_listening("clin", "tcp", MOVE_DEST_PORT, p, "storescp-clin.log")
+
+
+def start_mllp(lab: Lab) -> None:
+    """The HL7 listener: python-hl7's asyncio MLLP server on hl7-if01:2575 and :6661 (ACKs)."""
+    argv = [sys.executable, str(Path(__file__).resolve()), "--helper", "mllp-server", HL7_SERVER]
+    argv += [str(p) for p in HL7_PORTS]
+    p = lab.start(ns("hl7"), argv, "mllp.log")
+    for port in HL7_PORTS:
+        lab.wait_listening("hl7", "tcp", port, p, "mllp.log")
+
+
+def helper(lab: Lab, host: str, *args: str) -> str:
+    """Run one of this script's --helper modes (pynetdicom, python-hl7) inside a namespace."""
+    return lab.ns_run(host, [sys.executable, str(Path(__file__).resolve()), "--helper", *args])
+
+
+def storescu(lab: Lab, files: Path, *names: str) -> None:
+    argv = ["storescu", "-aet", CT_AET, "-aec", ORTHANC_AET, PACS.ip, str(ORTHANC_PORT)]
+    lab.ns_run("ct", [*argv, *(str(files / n) for n in names)])
+
+
+def orthanc_seeded(lab: Lab) -> None:
+    """Orthanc holds the CT and MR studies (stored outside any capture if not yet there)."""
+    files = dicom_files(lab)
+    on_demand(lab, "orthanc", start_orthanc)
+    on_demand(
+        lab, "orthanc-seeded", lambda lab: storescu(lab, files, "ct1.dcm", "ct2.dcm", "mr1.dcm")
+    )
+
+
+def make_dicom_echo_store(lab: Lab, out: Path) -> None:
+    files = dicom_files(lab)
+    on_demand(lab, "orthanc", start_orthanc)
+    with lab.capture("tcpdump", ["br-pacs"], out):
+        lab.ns_run("ct", ["echoscu", "-aet", CT_AET, "-aec", ORTHANC_AET, PACS.ip, "4242"])
+        storescu(lab, files, "ct1.dcm", "ct2.dcm", "mr1.dcm")
+    lab.started.add("orthanc-seeded")
+
+
+def make_dicom_find_move(lab: Lab, out: Path) -> None:
+    orthanc_seeded(lab)
+    on_demand(lab, "storescp-clin", start_storescp_clin)
+    rsp = lab.tmp / "findscu"
+    rsp.mkdir(exist_ok=True)
+    study = ["-k", "QueryRetrieveLevel=STUDY"]
+    ct_study = next(s for s in DATASETS if s.study == "ct")
+    with lab.capture("tcpdump", ["br-pacs"], out):
+        lab.ns_run(
+            "clin",
+            ["findscu", "-S", "-aet", MOVE_DEST_AET, "-aec", ORTHANC_AET, "-X", "-od", str(rsp)]
+            + [*study, "-k", "StudyDate=20240102-20240103", "-k", "StudyInstanceUID"]
+            + ["-k", "PatientName", "-k", "ModalitiesInStudy", PACS.ip, str(ORTHANC_PORT)],
+        )
+        study_uid = study_uid_of(lab, ct_study.file)
+        lab.ns_run(
+            "clin",
+            ["movescu", "-S", "-aet", MOVE_DEST_AET, "-aec", ORTHANC_AET, "-aem", MOVE_DEST_AET]
+            + [*study, "-k", f"StudyInstanceUID={study_uid}", PACS.ip, str(ORTHANC_PORT)],
+        )
+    found = len(list(rsp.glob("rsp*.dcm")))
+    expect("C-FIND matches (CT and MR studies)", str(found), "2")
+    moved = len(list((lab.tmp / "storescp-clin").iterdir()))
+    expect("C-MOVE sub-operations received by CLINWS31", str(moved), "2")
+
+
+def study_uid_of(lab: Lab, name: str) -> str:
+    import pydicom
+
+    return str(pydicom.dcmread(dicom_files(lab) / name).StudyInstanceUID)
+
+
+def make_dicom_pynetdicom(lab: Lab, out: Path) -> None:
+    files = dicom_files(lab)
+    on_demand(lab, "storescp-pacs", start_storescp_pacs)
+    with lab.capture("tcpdump", ["br-pacs"], out):
+        got = helper(
+            lab,
+            "clin",
+            "dicom-store",
+            PACS.ip,
+            str(STORESCP_PORT),
+            STORESCP_AET,
+            str(files / "cr1.dcm"),
+            str(files / "mr1-implicit.dcm"),
+        )
+    expect("pynetdicom C-ECHO, 2 x C-STORE", got, "echo 0x0000 store 0x0000 store 0x0000")
+
+
+def make_dicom_rejected(lab: Lab, out: Path) -> None:
+    on_demand(lab, "orthanc", start_orthanc)
+    with lab.capture("tcpdump", ["br-pacs"], out):
+        # Orthanc checks the called AE title (DicomCheckCalledAet): A-ASSOCIATE-RJ.
+        argv = ["echoscu", "-aet", CT_AET, "-aec", "WRONG_AET", PACS.ip, str(ORTHANC_PORT)]
+        say(f"    {ns('ct')}$ {shlex.join(argv)}  (must be rejected)")
+        res = subprocess.run(
+            ["ip", "netns", "exec", ns("ct"), TOOL["echoscu"], *argv[1:]],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        if res.returncode == 0 or "Rejected" not in res.stdout + res.stderr:
+            raise LabError(f"echoscu to WRONG_AET was not rejected: {res.stderr.strip()}")
+        # pynetdicom associates, then aborts instead of releasing: A-ABORT.
+        got = helper(lab, "clin", "dicom-abort", PACS.ip, str(ORTHANC_PORT), ORTHANC_AET)
+        expect("pynetdicom A-ABORT", got, "aborted")
+
+
+def make_dicom_bulk(lab: Lab, out: Path) -> None:
+    files = dicom_files(lab)
+    on_demand(lab, "orthanc", start_orthanc)
+    with lab.capture("tcpdump", ["br-pacs"], out):
+        storescu(lab, files, "ct-bulk.dcm")
+
+
+def make_hl7_mllp(lab: Lab, out: Path) -> None:
+    on_demand(lab, "mllp", start_mllp)
+    port = str(HL7_PORT)
+    with lab.capture("tcpdump", ["br-it"], out):
+        got = helper(lab, "clin", "mllp-send", HL7_SERVER, port, "adt-a01-v25", "orm-o01-v23")
+        expect("ACKs", got, "AA MSG00001 AA MSG00004")
+        got = helper(lab, "icumon", "mllp-send", HL7_SERVER, port, "oru-r01-v251")
+        expect("ACKs", got, "AA MSG00002")
+        got = helper(lab, "icumon", "mllp-send", HL7_SERVER, port, "oru-r01-v27-prt")
+        expect("ACKs", got, "AA MSG00003")
+        got = helper(lab, "clin", "mllp-send", HL7_SERVER, port, "adt-a08-v28")
+        expect("ACKs", got, "AA MSG00005")
+
+
+def make_hl7_nonstandard(lab: Lab, out: Path) -> None:
+    on_demand(lab, "mllp", start_mllp)
+    port = str(HL7_ALT_PORT)
+    with lab.capture("tcpdump", ["br-it"], out):
+        got = helper(lab, "clin", "mllp-send", HL7_SERVER, port, "adt-a04-v25")
+        expect("ACKs", got, "AA MSG00006")
+        # Two MLLP frames in one write (one TCP segment), ACKed one by one.
+        got = helper(lab, "icumon", "mllp-send", HL7_SERVER, port, "oru-r01-v251-b+adt-a03-v25")
+        expect("ACKs", got, "AA MSG00007 AA MSG00008")
+
+
+# -- helper modes: run by `make_captures.py --helper ...` inside a namespace ----------------
+def helper_main(args: Sequence[str]) -> int:
+    mode, *rest = args
+    if mode == "mllp-server":
+        return mllp_server(rest[0], [int(p) for p in rest[1:]])
+    if mode == "mllp-send":
+        return mllp_send(rest[0], int(rest[1]), rest[2:])
+    if mode == "dicom-store":
+        return dicom_store(rest[0], int(rest[1]), rest[2], rest[3:])
+    if mode == "dicom-abort":
+        return dicom_abort(rest[0], int(rest[1]), rest[2])
+    sys.exit(f"unknown helper {mode}")
+
+
+def mllp_server(host: str, ports: Sequence[int]) -> int:
+    """python-hl7's asyncio MLLP server: answer each message with ACK (MSA|AA|<MSH-10>)."""
+    import asyncio
+
+    import hl7.mllp
+
+    async def session(reader: hl7.mllp.HL7StreamReader, writer: hl7.mllp.HL7StreamWriter) -> None:
+        try:
+            while True:
+                msg = await reader.readmessage()
+                control_id = str(msg.segment("MSH")(10))
+                print(f"received {msg.segment('MSH')(9)} {control_id}", flush=True)
+                writer.writemessage(msg.create_ack("AA", message_id="ACK" + control_id))
+                await writer.drain()
+        except asyncio.IncompleteReadError:
+            pass
+        finally:
+            writer.close()
+
+    async def serve() -> None:
+        servers = [await hl7.mllp.start_hl7_server(session, host, p) for p in ports]
+        print(f"listening on {host} {ports}", flush=True)
+        await asyncio.gather(*(s.serve_forever() for s in servers))
+
+    asyncio.run(serve())
+    return 0
+
+
+def mllp_send(host: str, port: int, names: Sequence[str]) -> int:
+    """python-hl7's MLLPClient: one connection, the named messages in order; NAME1+NAME2 are
+    sent as two MLLP frames in one write. Prints MSA-1 and MSA-2 of every ACK."""
+    import hl7
+    from hl7.client import CR, EB, SB, MLLPClient
+
+    acks: list[str] = []
+    with MLLPClient(host, port) as client:
+        for name in names:
+            parts = name.split("+")
+            frames = b"".join(SB + HL7_MESSAGES[p].encode() + EB + CR for p in parts)
+            data = client.send(frames)
+            while data.count(EB + CR) < len(parts):
+                more = client.socket.recv(4096)
+                if not more:
+                    break
+                data += more
+            for block in data.split(EB + CR):
+                if block.strip(SB):
+                    msa = hl7.parse(block.strip(SB).decode()).segment("MSA")  # type: ignore[attr-defined]
+                    acks += [str(msa(1)), str(msa(2))]
+    print(" ".join(acks))
+    return 0
+
+
+def dicom_store(host: str, port: int, called: str, paths: Sequence[str]) -> int:
+    """pynetdicom SCU: C-ECHO, then C-STORE of each file in its own transfer syntax."""
+    import pydicom
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+    datasets = [pydicom.dcmread(p) for p in paths]
+    ae = AE(ae_title=MOVE_DEST_AET)
+    ae.add_requested_context(Verification)
+    for ds in datasets:
+        ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+    assoc = ae.associate(host, port, ae_title=called)
+    if not assoc.is_established:
+        sys.exit("association not established")
+    out = [f"echo 0x{assoc.send_c_echo().Status:04x}"]
+    out += [f"store 0x{assoc.send_c_store(ds).Status:04x}" for ds in datasets]
+    assoc.release()
+    print(" ".join(out))
+    return 0
+
+
+def dicom_abort(host: str, port: int, called: str) -> int:
+    """pynetdicom SCU: associate, C-ECHO, then A-ABORT instead of a release."""
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+    ae = AE(ae_title=MOVE_DEST_AET)
+    ae.add_requested_context(Verification)
+    assoc = ae.associate(host, port, ae_title=called)
+    if not assoc.is_established:
+        sys.exit("association not established")
+    assoc.send_c_echo()
+    assoc.abort()
+    print("aborted" if assoc.is_aborted else "not aborted")
+    return 0
+
+
 @dataclass(frozen=True)
 class Capture:
     name: str  # for --only
     path: str  # relative to --out
     make: Callable[[Lab, Path], None]
     purpose: str
+    decode_as: tuple[str, ...] = ()  # tshark -d arguments, e.g. "tcp.port==4242,dicom"
+
+
+DICOM_DECODE = tuple(f"tcp.port=={p},dicom" for p in DICOM_PORTS)
+HL7_DECODE = tuple(f"tcp.port=={p},hl7" for p in HL7_PORTS)
 
 
 CAPTURES: tuple[Capture, ...] = (
@@ -822,18 +1352,72 @@ CAPTURES: tuple[Capture, ...] = (
         make_mixed,
         "pcapng with 2 interfaces (dumpcap): DNS lookup then HTTP GET from 2 subnets",
     ),
+    Capture(
+        "dicom-echo-store",
+        "dicom/echo-store-dcmtk-orthanc.pcap",
+        make_dicom_echo_store,
+        "DCMTK echoscu, storescu (2 CT + 1 MR) CT01 -> Orthanc ORTHANC at pacs01:4242",
+        DICOM_DECODE,
+    ),
+    Capture(
+        "dicom-find-move",
+        "dicom/find-move.pcap",
+        make_dicom_find_move,
+        "DCMTK findscu + movescu (study root) -> Orthanc; its C-STORE sub-operations to "
+        "storescp CLINWS31",
+        DICOM_DECODE,
+    ),
+    Capture(
+        "dicom-pynetdicom-store",
+        "dicom/pynetdicom-store.pcap",
+        make_dicom_pynetdicom,
+        "pynetdicom C-ECHO, C-STORE explicit + implicit VR -> DCMTK storescp at :11113",
+        DICOM_DECODE,
+    ),
+    Capture(
+        "dicom-rejected",
+        "dicom/rejected.pcap",
+        make_dicom_rejected,
+        "echoscu -> Orthanc with a wrong called AE (A-ASSOCIATE-RJ); pynetdicom A-ABORT",
+        DICOM_DECODE,
+    ),
+    Capture(
+        "dicom-bulk-store",
+        "dicom/bulk-store.pcap",
+        make_dicom_bulk,
+        "DCMTK storescu -> Orthanc: one CT with 288 KiB of pixel data (384x384x16 bit)",
+        DICOM_DECODE,
+    ),
+    Capture(
+        "hl7-mllp",
+        "hl7/mllp-adt-oru-ack.pcap",
+        make_hl7_mllp,
+        "python-hl7 MLLPClient -> MLLP server :2575: ADT^A01 2.5, ORM^O01 2.3, ORU^R01 2.5.1 "
+        "(OBX-18), ORU^R01 2.7 (PRT-10), ADT^A08 2.8; each ACKed",
+        HL7_DECODE,
+    ),
+    Capture(
+        "hl7-nonstandard-port",
+        "hl7/nonstandard-port.pcap",
+        make_hl7_nonstandard,
+        "MLLP on :6661: ADT^A04, then ORU^R01 + ADT^A03 in one write; each ACKed",
+        HL7_DECODE,
+    ),
 )
 
 
 # --------------------------------------------------------------------------------------------
 # Checks and the tshark oracle (expected.json).
 # --------------------------------------------------------------------------------------------
-def tshark_fields(path: Path, display_filter: str, fields: Sequence[str]) -> list[list[str]]:
+def tshark_fields(
+    path: Path, display_filter: str, fields: Sequence[str], decode_as: Sequence[str] = ()
+) -> list[list[str]]:
     argv = [
         TOOL["tshark"],
         "-r",
         str(path),
         "-n",
+        *(a for d in decode_as for a in ("-d", d)),
         "-Y",
         display_filter,
         "-T",
@@ -873,6 +1457,77 @@ def check_span_duplicates(path: Path) -> None:
         if len(seen) != 2 or ttls[1] - ttls[0] != 1 or seen[0][1] == seen[1][1]:
             raise LabError(f"{path.name}: packet {key} seen as {seen}, want 2 copies")
     say(f"      {path.name}: {len(copies)} packets, each twice (TTL -1, other MACs)")
+
+
+DICOM_PDU = {"1": "A-ASSOCIATE-RQ", "2": "A-ASSOCIATE-AC", "3": "A-ASSOCIATE-RJ"}
+DICOM_PDU |= {"4": "P-DATA-TF", "5": "A-RELEASE-RQ", "6": "A-RELEASE-RP", "7": "A-ABORT"}
+
+
+def dicom_oracle(path: Path, decode_as: Sequence[str]) -> dict[str, object]:
+    """Per TCP stream (association): peers, AE titles, implementation UIDs/versions as
+    tshark's DICOM dissector shows them, and the PDU types in order (repeats collapsed)."""
+    fields = ["tcp.stream", "ip.src", "ip.dst", "tcp.srcport", "tcp.dstport", "dicom.pdu.type"]
+    fields += ["dicom.assoc.ae.calling", "dicom.assoc.ae.called", "dicom.userinfo.uid"]
+    fields += ["dicom.userinfo.version", "dicom.assoc.reject.result"]
+    fields += ["dicom.assoc.reject.source", "dicom.assoc.reject.reason"]
+    fields += ["dicom.assoc.abort.source", "dicom.pctx.abss.syntax", "dicom.pctx.xfer.syntax"]
+    fields += ["_ws.col.Info"]  # last: it may hold commas
+
+    def uids(value: str) -> list[str]:  # "CT Image Storage (1.2.840...),..." -> the UIDs
+        return sorted(set(re.findall(r"\(([0-9.]+)\)", value)))
+
+    streams: dict[int, dict[str, object]] = {}
+    for row in tshark_fields(path, "dicom.pdu.type", fields, decode_as):
+        r = dict(zip(fields, row, strict=False))
+        s = streams.setdefault(int(r["tcp.stream"]), {"pdus": [], "dimse": []})
+        pdus: list[str] = s["pdus"]  # type: ignore[assignment]
+        dimse: list[str] = s["dimse"]  # type: ignore[assignment]
+        dimse += re.findall(r"\b(C-[A-Z]+-R(?:Q|SP))\b(?!-)", r.get("_ws.col.Info", ""))
+        types = [str(int(t, 0)) for t in r["dicom.pdu.type"].split(",")]  # "0x01" -> "1"
+        for t in types:
+            name = DICOM_PDU.get(t, t)
+            if not pdus or pdus[-1] != name:
+                pdus.append(name)
+        if "1" in types:
+            s["client_ip"], s["server_ip"] = r["ip.src"], r["ip.dst"]
+            s["server_port"] = int(r["tcp.dstport"])
+            s["calling_ae"] = r["dicom.assoc.ae.calling"].strip()
+            s["called_ae"] = r["dicom.assoc.ae.called"].strip()
+            s["rq_implementation_class_uid"] = r["dicom.userinfo.uid"]
+            s["rq_implementation_version"] = r["dicom.userinfo.version"]
+            s["rq_abstract_syntaxes"] = uids(r["dicom.pctx.abss.syntax"])
+        if "2" in types:
+            s["ac_implementation_class_uid"] = r["dicom.userinfo.uid"]
+            s["ac_implementation_version"] = r["dicom.userinfo.version"]
+            s["ac_transfer_syntaxes"] = uids(r["dicom.pctx.xfer.syntax"])
+        if "3" in types:
+            s["reject"] = {
+                k: int(r[f"dicom.assoc.reject.{k}"]) for k in ("result", "source", "reason")
+            }
+        if "7" in types:
+            s["abort_source"] = int(r["dicom.assoc.abort.source"])
+    return {"associations": [streams[k] for k in sorted(streams)]}
+
+
+def hl7_oracle(path: Path, decode_as: Sequence[str]) -> dict[str, object]:
+    """Every HL7 message tshark decodes: peers, message type and event (MSH-9)."""
+    fields = ["frame.number", "ip.src", "ip.dst", "tcp.dstport"]
+    fields += ["hl7.message.type", "hl7.event.type"]
+    messages = []
+    for row in tshark_fields(path, "hl7", fields, decode_as):
+        frame, src, dst, dport, mtypes, events = row + [""] * (len(fields) - len(row))
+        for mtype, event in zip(mtypes.split(","), events.split(","), strict=False):
+            messages.append(
+                {
+                    "frame": int(frame),
+                    "src_ip": src,
+                    "dst_ip": dst,
+                    "dst_port": int(dport),
+                    "message_type": mtype,
+                    "event": event,
+                }
+            )
+    return {"messages": messages}
 
 
 def capinfos(path: Path, flag: str) -> str:
@@ -922,24 +1577,35 @@ def oracle(path: Path) -> dict[str, object]:
     }
 
 
-def write_expected(out_dir: Path, versions: dict[str, str]) -> list[Path]:
-    """Write <dir>/expected.json for every directory holding captures from CAPTURES."""
+def write_expected(out_dir: Path, versions: dict[str, str], made: Sequence[Capture]) -> list[Path]:
+    """Write <dir>/expected.json for every directory that this run made a capture in, from
+    all captures of CAPTURES in it (expected.json of the other directories stays as it is)."""
+    dirs = {(out_dir / c.path).parent for c in made}
     tshark_version = subprocess.run(
         [TOOL["tshark"], "--version"], capture_output=True, text=True
     ).stdout.splitlines()[0]
     by_dir: dict[Path, dict[str, object]] = defaultdict(dict)
     for c in CAPTURES:
         path = out_dir / c.path
-        if path.exists():
-            by_dir[path.parent][path.name] = oracle(path)
+        if path.exists() and path.parent in dirs:
+            facts = oracle(path)
+            if c.path.startswith("dicom/"):
+                facts["dicom"] = dicom_oracle(path, c.decode_as)
+            elif c.path.startswith("hl7/"):
+                facts["hl7"] = hl7_oracle(path, c.decode_as)
+            by_dir[path.parent][path.name] = facts
     written = []
     for d, facts in by_dir.items():
+        generators = dict(versions)
+        generators.update({k: protocol_versions()[k] for k in DIR_GENERATORS.get(d.name, ())})
         doc = {
             "_generated": "by pcaps/make_captures.py from tshark/capinfos; do not edit",
             "_oracle": tshark_version,
-            "_generators": versions,
+            "_generators": generators,
             "captures": dict(sorted(facts.items())),
         }
+        if d.name in DIR_DECODE_NOTE:
+            doc["_decode_as"] = DIR_DECODE_NOTE[d.name]
         target = d / "expected.json"
         target.write_text(json.dumps(doc, indent=2) + "\n")
         written.append(target)
@@ -949,13 +1615,54 @@ def write_expected(out_dir: Path, versions: dict[str, str]) -> list[Path]:
 # --------------------------------------------------------------------------------------------
 # Setup, cleanup, main.
 # --------------------------------------------------------------------------------------------
+# Generator versions that only the DICOM and HL7 captures' expected.json list (the generic
+# one stays as it was).
+DIR_GENERATORS: dict[str, tuple[str, ...]] = {
+    "dicom": ("dcmtk", "orthanc", "pynetdicom", "pydicom"),
+    "hl7": ("python-hl7",),
+}
+DIR_DECODE_NOTE: dict[str, str] = {
+    "dicom": "tshark " + " ".join(f"-d {d}" for d in DICOM_DECODE),
+    "hl7": "tshark " + " ".join(f"-d {d}" for d in HL7_DECODE),
+}
+
+
+def protocol_versions() -> dict[str, str]:
+    def first(argv: list[str], pattern: str) -> str:
+        res = subprocess.run(argv, capture_output=True, text=True)
+        m = re.search(pattern, res.stdout + res.stderr)
+        return m.group(1) if m else "?"
+
+    def pip(name: str) -> str:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return "?"
+
+    return {
+        "dcmtk": first([TOOL["storescp"], "--version"], r"storescp v(\S+)"),
+        "orthanc": first([TOOL["Orthanc"], "--version"], r"Orthanc (\S+)"),
+        "pynetdicom": pip("pynetdicom"),
+        "pydicom": pip("pydicom"),
+        "python-hl7": pip("hl7"),
+    }
+
+
 def find_tools() -> None:
-    path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin:/usr/bin:/bin"
+    # The Debian programs first: pip's pynetdicom also installs a `storescp` (on PATH in a
+    # virtualenv or pyenv) that is not DCMTK's.
+    path = "/usr/sbin:/usr/bin:/sbin:/bin:" + os.environ.get("PATH", "")
     for prog, package in TOOLS.items():
         found = shutil.which(prog, path=path)
         if not found:
             sys.exit(f"make_captures.py: '{prog}' not found; install the Debian package {package}")
         TOOL[prog] = found
+    for module, package in PY_MODULES.items():
+        if importlib.util.find_spec(module) is None:
+            sys.exit(
+                f"make_captures.py: Python module '{module}' not found for {sys.executable}; "
+                f"pip install {package}"
+            )
 
 
 def tool_versions() -> dict[str, str]:
@@ -1039,6 +1746,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="directory to write captures into (default: the script's pcaps/)",
     )
     ap.add_argument("--list", action="store_true", help="print the captures and exit")
+    # Internal: the pynetdicom / python-hl7 programs run inside a namespace (see helper_main).
+    ap.add_argument("--helper", nargs="+", help=argparse.SUPPRESS)
     ap.add_argument(
         "--only",
         action="append",
@@ -1047,9 +1756,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
 
+    if args.helper:
+        return helper_main(args.helper)
     if args.list:
         for c in CAPTURES:
-            print(f"{c.name:16} {c.path:32} {c.purpose}")
+            print(f"{c.name:22} {c.path:38} {c.purpose}")
         return 0
     if os.geteuid() != 0:
         sys.exit("make_captures.py: must run as root (sudo python3 pcaps/make_captures.py)")
@@ -1099,7 +1810,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
         signal.signal(signal.SIGINT, signal.default_int_handler)
     say("== writing expected.json (tshark oracle)")
-    for path in write_expected(out_dir, versions):
+    for path in write_expected(out_dir, versions, chosen):
         chown_to_invoker(path)
         say(f"    {path}")
     say(f"== done in {time.monotonic() - started:.1f} s")
