@@ -38,6 +38,14 @@ CATALOGUE: dict[str, str] = {
     "tcp.stream_buffer_full": "Out-of-order TCP data exceeded the per-stream buffer; the stream skipped ahead.",
     "tcp.stream_overlap_mismatch": "A retransmitted TCP segment carried different bytes than the first copy.",
     "tcp.stream_analyzer_error": "A protocol analyzer raised on a stream's bytes (a bug); the flow's analysis stopped there.",
+    # hl7 (HL7 v2 over MLLP)
+    "hl7.mllp_missing_end_block": "An MLLP start block began before the open block's end block; the open block was taken as a message.",
+    "hl7.mllp_bytes_outside_block": "Bytes between MLLP blocks were neither a start block nor the CR after an end block; they were skipped.",
+    "hl7.message_too_large": "An HL7 message exceeded the maximum size; only its first bytes were read for the MSH.",
+    "hl7.message_incomplete": "An HL7 message was cut by a capture gap or the end of the stream; the fields read before the cut are kept.",
+    "hl7.invalid_msh": "The MSH segment's delimiters or required fields are unusable or missing; the fields that could be read are kept.",
+    "hl7.no_msh": "An HL7 message does not start with an MSH segment; only its segment names are recorded.",
+    "hl7.invalid_segment": "A segment does not start with a 3-character name and the field separator; it is listed as '???' and not read.",
     # flows
     "flow.evicted": "The flow table was full; the least recently seen flows were flushed early.",
 }

@@ -333,6 +333,38 @@ def flows(db: str, fmt: str, run_id: int | None, ip: str | None, limit: int | No
 @cli.command()
 @db_option
 @output_options
+@filter_options
+def hl7(db: str, fmt: str, run_id: int | None, ip: str | None, limit: int | None) -> None:
+    """The HL7 v2 messages seen: who sent which message type to whom, and the ACKs.
+
+    Only header fields (MSH, MSA) and device identifiers (PRT, OBX-18) are kept; segment names
+    are listed, never their contents, so no patient data is stored.
+
+    Example:
+
+        medmon hl7 --ip 10.10.0.25 --format csv
+    """
+    names, rows = api.hl7(db=db, run_id=run_id, ip=ip, limit=limit)
+    cols = (
+        "ts",
+        "client_ip",
+        "server_ip",
+        "server_port",
+        "direction",
+        "sending_application",
+        "receiving_application",
+        "message_type",
+        "trigger_event",
+        "version",
+        "control_id",
+        "ack_code",
+    )
+    emit_rows(names, rows, fmt, cols, title="hl7 messages")
+
+
+@cli.command()
+@db_option
+@output_options
 def runs(db: str, fmt: str) -> None:
     """The runs recorded: sources, times, packets, duplicates, flows.
 

@@ -203,3 +203,14 @@ def test_errors_are_json_lines_too(tmp_path: Path, db: str) -> None:
     event = json.loads(_err_line(err))
     assert event["level"] == "error"
     assert event["message"].startswith(f"{bad}: not a pcap or pcapng file")
+
+
+def test_hl7_listing_filters_by_address(db: str) -> None:
+    run("replay", str(PCAPS / "hl7"), "--db", db)
+    code, out, _err = run("hl7", "--db", db, "--format", "json", "--ip", "10.40.0.42")
+    rows = json.loads(out)
+    assert code == 0 and rows
+    assert all("10.40.0.42" in (r["client_ip"], r["server_ip"]) for r in rows)
+    assert {r["message_type"] for r in rows} >= {"ORU", "ACK"}
+    code, out, _err = run("hl7", "--db", db, "--format", "json")
+    assert len(json.loads(out)) > len(rows)

@@ -8,12 +8,12 @@ registration, no name magic; grep for ``REGISTRY``).
 
 from __future__ import annotations
 
-from monitor.parsers import detect
+from monitor.parsers import detect, hl7
 from monitor.parsers.base import Analyzer, FlowContext, ParserSpec
 
 REGISTRY: tuple[ParserSpec, ...] = (
     detect.DICOM_SPEC,
-    detect.HL7_SPEC,
+    hl7.SPEC,
     detect.TLS_SPEC,
     detect.SSH_SPEC,
     detect.HTTP_SPEC,
