@@ -46,6 +46,22 @@ CATALOGUE: dict[str, str] = {
     "hl7.invalid_msh": "The MSH segment's delimiters or required fields are unusable or missing; the fields that could be read are kept.",
     "hl7.no_msh": "An HL7 message does not start with an MSH segment; only its segment names are recorded.",
     "hl7.invalid_segment": "A segment does not start with a 3-character name and the field separator; it is listed as '???' and not read.",
+    # dicom (PS3.8 Upper Layer, PS3.7 DIMSE)
+    "dicom.pdu_unknown_type": "A PDU header names a type other than 0x01-0x07; the direction's framing is abandoned.",
+    "dicom.pdu_length_absurd": "A PDU-length exceeds the plausible bound (16 MiB, P-DATA-TF 256 MiB); the direction's framing is abandoned.",
+    "dicom.pdu_truncated": "A PDU body is shorter than the fixed part of its type (e.g. an A-ASSOCIATE-RQ under 68 bytes).",
+    "dicom.pdu_unexpected": "A PDU came from the wrong side (an A-ASSOCIATE-AC from the requestor) or a second association started on one connection.",
+    "dicom.pdv_length_invalid": "A PDV item length is below 2, or too few bytes are left in the P-DATA-TF for a PDV header; the rest of the PDU is skipped.",
+    "dicom.pdv_length_overrun": "A PDV item runs past the end of its P-DATA-TF PDU; the rest of that PDU is skipped.",
+    "dicom.item_truncated": "A variable item or sub-item of an association PDU is cut short (header or fixed fields).",
+    "dicom.item_length_overrun": "A variable item's length runs past its enclosing item or PDU; the remaining items are not read.",
+    "dicom.item_unknown_type": "An association PDU carries an item or sub-item type PS3.8/PS3.7 do not define there; it is skipped.",
+    "dicom.ae_title_control_chars": "An AE title contains control characters; they are recorded as '?'.",
+    "dicom.command_invalid": "A DIMSE command set has an element outside group 0000 or one that overruns it.",
+    "dicom.command_too_long": "A DIMSE command set grew beyond 64 KiB; it is dropped.",
+    "dicom.dataset_invalid": "A data set's element walk met an invalid VR, item tag or nesting depth; the rest of the data set is skipped.",
+    "dicom.deflate_error": "A Deflated Explicit VR Little Endian data set failed to inflate; the rest of it is skipped.",
+    "dicom.device_value_too_long": "A whitelisted device element is longer than 1 KiB; it is skipped unread.",
     # flows
     "flow.evicted": "The flow table was full; the least recently seen flows were flushed early.",
 }

@@ -334,6 +334,54 @@ def flows(db: str, fmt: str, run_id: int | None, ip: str | None, limit: int | No
 @db_option
 @output_options
 @filter_options
+@click.option("--devices", is_flag=True, help="The device attributes read from datasets instead.")
+def dicom(
+    db: str, fmt: str, run_id: int | None, ip: str | None, limit: int | None, devices: bool
+) -> None:
+    """The DICOM associations seen: AE titles, software, services, result, DIMSE commands.
+
+    With --devices, the device attributes read from the datasets (modality, manufacturer,
+    model, software versions, serial number, station); patient and study attributes are
+    never read.
+
+    Example:
+
+        medmon dicom --ip 10.30.0.10 --format json
+    """
+    if devices:
+        names, rows = api.dicom_devices(db=db, run_id=run_id, ip=ip, limit=limit)
+        device_cols = (
+            "ts",
+            "ip",
+            "modality",
+            "manufacturer",
+            "model",
+            "software_versions",
+            "device_serial_number",
+            "station_name",
+        )
+        emit_rows(names, rows, fmt, device_cols, title="dicom devices")
+        return
+    names, rows = api.dicom(db=db, run_id=run_id, ip=ip, limit=limit)
+    cols = (
+        "ts",
+        "client_ip",
+        "server_ip",
+        "server_port",
+        "calling_ae",
+        "called_ae",
+        "implementation_version_name",
+        "acceptor_implementation_version_name",
+        "result",
+        "commands",
+    )
+    emit_rows(names, rows, fmt, cols, title="dicom associations")
+
+
+@cli.command()
+@db_option
+@output_options
+@filter_options
 def hl7(db: str, fmt: str, run_id: int | None, ip: str | None, limit: int | None) -> None:
     """The HL7 v2 messages seen: who sent which message type to whom, and the ACKs.
 

@@ -168,7 +168,7 @@ def test_a_newer_register_is_a_one_line_error(db: str) -> None:
         assert "schema version 7 was written by a newer medmon" in _err_line(err)
 
 
-@pytest.mark.parametrize("command", ["replay", "flows", "runs"])
+@pytest.mark.parametrize("command", ["replay", "flows", "runs", "dicom", "hl7"])
 def test_every_command_has_help_with_an_example(command: str) -> None:
     code, out, _err = run(command, "--help")
     assert code == 0 and "Example:" in out and "--db" in out
@@ -214,3 +214,15 @@ def test_hl7_listing_filters_by_address(db: str) -> None:
     assert {r["message_type"] for r in rows} >= {"ORU", "ACK"}
     code, out, _err = run("hl7", "--db", db, "--format", "json")
     assert len(json.loads(out)) > len(rows)
+
+
+def test_dicom_listing_and_devices(db: str) -> None:
+    run("replay", str(PCAPS / "dicom"), "--db", db)
+    code, out, _err = run("dicom", "--db", db, "--format", "json", "--ip", "10.20.0.11")
+    rows = json.loads(out)
+    assert code == 0 and rows and all(r["calling_ae"] == "CT01" for r in rows)
+    code, out, _err = run("dicom", "--db", db, "--devices", "--format", "csv")
+    parsed = list(csv.DictReader(io.StringIO(out)))
+    assert {"GE MEDICAL SYSTEMS", "SIEMENS"} <= {r["manufacturer"] for r in parsed}
+    code, out, _err = run("dicom", "--db", db)
+    assert code == 0 and "ORTHANC" in out

@@ -632,7 +632,7 @@ def test_probe_claims_dicom_on_any_port() -> None:
     handshake(m, flow)
     assert flow.stream is not False and flow.app is None  # undecided until payload
     m.tcp(flow, True, 4, 1001, PSH_ACK, rq)
-    assert (flow.app, flow.stream) == ("dicom", False)
+    assert flow.app == "dicom" and flow.stream is not False  # claimed: now analysed
 
 
 def test_probe_claims_hl7_mllp_on_any_port() -> None:
@@ -642,7 +642,7 @@ def test_probe_claims_hl7_mllp_on_any_port() -> None:
     m.tcp(
         flow, True, 4, 1001, PSH_ACK, b"\x0bMSH|^~\\&|LAB|HOSP|EHR|HOSP|20240101||ORU^R01|1|P|2.5\r"
     )
-    assert (flow.app, flow.stream) == ("hl7", False)
+    assert flow.app == "hl7" and flow.stream is not False  # claimed: now analysed
 
 
 def test_unclaimed_flow_is_given_up_after_both_first_payloads() -> None:

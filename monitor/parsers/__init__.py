@@ -8,11 +8,11 @@ registration, no name magic; grep for ``REGISTRY``).
 
 from __future__ import annotations
 
-from monitor.parsers import detect, hl7
+from monitor.parsers import detect, dicom, hl7
 from monitor.parsers.base import Analyzer, FlowContext, ParserSpec
 
 REGISTRY: tuple[ParserSpec, ...] = (
-    detect.DICOM_SPEC,
+    dicom.SPEC,
     hl7.SPEC,
     detect.TLS_SPEC,
     detect.SSH_SPEC,

@@ -233,14 +233,18 @@ def test_probes_decide_on_short_prefixes_without_raising() -> None:
 # -- the registry ---------------------------------------------------------------------------
 
 
-def test_registry_is_explicit_and_detection_only() -> None:
+def test_registry_is_explicit_and_ordered() -> None:
+    """DICOM and HL7 have full analyzers and keep their probes; the rest detect only."""
+    from monitor.parsers import dicom, hl7
+
     assert [(s.name, s.tcp_ports, s.probe, s.analyzer) for s in REGISTRY] == [
-        ("dicom", (104, 11112), probe_dicom, None),
-        ("hl7", (2575,), probe_hl7, None),
+        ("dicom", (104, 11112), probe_dicom, dicom.SPEC.analyzer),
+        ("hl7", (2575,), probe_hl7, hl7.SPEC.analyzer),
         ("tls", (443,), probe_tls, None),
         ("ssh", (22,), probe_ssh, None),
         ("http", (80, 8080), probe_http, None),
     ]
+    assert dicom.SPEC.analyzer is not None and hl7.SPEC.analyzer is not None
     assert all(s.description for s in REGISTRY)
 
 
