@@ -16,15 +16,20 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from monitor import anomalies as anomaly_catalogue
 from monitor.decode import LINKTYPE_NAMES
 from monitor.flows import Flow, FlowConfig, FlowTable, TableStats
-from monitor.parsers import REGISTRY
+from monitor.parsers import REGISTRY, ParserSpec
 from monitor.register import RegisterError, open_register
-from monitor.register.ingest import RunWriter, recorded_captures, recorded_quick_ids
+from monitor.register.ingest import (
+    RunWriter,
+    label_dicom_tls,
+    recorded_captures,
+    recorded_quick_ids,
+)
 from monitor.source import FileStats, LazyMerge, expand_paths, file_digest
 from monitor.streams import StreamManager
 
@@ -76,14 +81,18 @@ def replay(
     progress: ProgressFn | None = None,
     config: FlowConfig | None = None,
     stdin: Any = None,
+    ports: dict[str, tuple[int, ...]] | None = None,
 ) -> ReplayResult:
     """Analyse capture files or directories (``-`` for standard input) into the register.
 
     One run, one transaction. Captures already recorded (same SHA-256) are skipped unless
-    ``force``. Raises :class:`InputError` when no input could be read at all and
-    :class:`~monitor.register.RegisterError` when the register cannot be used.
+    ``force``. ``ports`` adds server ports to parsers by name (``{"dicom": (4242,)}``): their
+    traffic is parsed without waiting for the content probe (which finds it on any port
+    too). Raises :class:`InputError` when no input could be read at all or a port names no
+    parser, and :class:`~monitor.register.RegisterError` when the register cannot be used.
     """
     result = ReplayResult()
+    registry = parser_registry(ports or {})
     files, errors = expand_paths(paths)
     result.errors.extend(errors)
     dbpath = db or default_db()
@@ -132,8 +141,24 @@ def replay(
             return result
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="medmon-hash") as pool:
             hashed = pool.submit(lambda: {p: file_digest(p) for p in to_hash})
-            _run(reg, merge, result, paths, force, progress, config, hashed, quick)
+            _run(reg, merge, result, paths, force, progress, config, hashed, quick, registry)
     return result
+
+
+def parser_registry(ports: dict[str, tuple[int, ...]]) -> tuple[ParserSpec, ...]:
+    """The parser registry with extra server ports added by parser name.
+
+    Raises :class:`InputError` for a name no parser has."""
+    known = {spec.name for spec in REGISTRY}
+    unknown = sorted(set(ports) - known)
+    if unknown:
+        raise InputError(
+            f"--port: no parser named {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+        )
+    return tuple(
+        replace(spec, tcp_ports=tuple(dict.fromkeys(spec.tcp_ports + ports.get(spec.name, ()))))
+        for spec in REGISTRY
+    )
 
 
 def quick_id(path: str) -> str:
@@ -161,6 +186,7 @@ def _run(
     config: FlowConfig | None,
     hashed: Future[dict[str, str]],
     quick: dict[str, str],
+    registry: tuple[ParserSpec, ...],
 ) -> None:
     started = time.perf_counter()
     with RunWriter(reg) as writer:
@@ -175,7 +201,15 @@ def _run(
         def stream_anomaly(name: str, flow_uid: str | None, detail: str | None) -> None:
             stream_anomalies[name] = stream_anomalies.get(name, 0) + 1
 
-        streams = StreamManager(REGISTRY, emit=writer.add_record, anomaly=stream_anomaly)
+        if config is None:
+            config = FlowConfig()
+        # Parsers' server ports also tell a mid-stream flow's server from its client.
+        config = replace(
+            config,
+            service_ports=config.service_ports
+            | frozenset(p for spec in registry for p in spec.tcp_ports),
+        )
+        streams = StreamManager(registry, emit=writer.add_record, anomaly=stream_anomaly)
         table = FlowTable(
             flow_sink, streams=streams, config=config, on_unsupported=unsupported_types.append
         )
@@ -235,6 +269,8 @@ def _run(
                     list(s.warnings),
                 ),
             )
+        writer.flush()
+        label_dicom_tls(reg, run_id)
         counts = dict(stats.anomalies)
         for name, n in stream_anomalies.items():
             counts[name] = counts.get(name, 0) + n

@@ -212,8 +212,22 @@ def cli(ctx: click.Context, log_format: str, debug: bool) -> None:
     default=None,
     help="Live flows held before the least recently seen are flushed [250000].",
 )
+@click.option(
+    "--port",
+    "ports",
+    metavar="PARSER=PORT",
+    multiple=True,
+    callback=lambda _ctx, _param, value: _parse_ports(value),
+    help="Also parse this server port as this protocol, e.g. dicom=4242 or hl7=6661 "
+    "(repeatable). Content probes find DICOM and HL7 on any port anyway.",
+)
 def replay(
-    paths: tuple[str, ...], db: str, force: bool, quiet: bool, max_flows: int | None
+    paths: tuple[str, ...],
+    db: str,
+    force: bool,
+    quiet: bool,
+    max_flows: int | None,
+    ports: dict[str, tuple[int, ...]],
 ) -> None:
     """Analyse captures into the register.
 
@@ -235,10 +249,15 @@ def replay(
         if progress_ctx is not None:
             with progress_ctx:
                 result = api.replay(
-                    paths, db=db, force=force, progress=progress_ctx.update, config=config
+                    paths,
+                    db=db,
+                    force=force,
+                    progress=progress_ctx.update,
+                    config=config,
+                    ports=ports,
                 )
         else:
-            result = api.replay(paths, db=db, force=force, config=config)
+            result = api.replay(paths, db=db, force=force, config=config, ports=ports)
     except api.InputError as e:
         for line in str(e).splitlines():
             log.error("%s", line)
@@ -262,6 +281,17 @@ def replay(
             click.echo(msg, err=True)
         else:
             log.debug(msg)
+
+
+def _parse_ports(values: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
+    """``("dicom=4242", "hl7=6661")`` -> ``{"dicom": (4242,), "hl7": (6661,)}``."""
+    out: dict[str, tuple[int, ...]] = {}
+    for value in values:
+        name, sep, port = value.partition("=")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise click.BadParameter(f"{value!r}: expected PARSER=PORT, e.g. dicom=4242")
+        out[name.strip().lower()] = (*out.get(name.strip().lower(), ()), int(port))
+    return out
 
 
 class _Progress:

@@ -803,12 +803,15 @@ ORTHANC_AET = "ORTHANC"
 ORTHANC_PORT = 4242
 STORESCP_AET = "STORESCP"
 STORESCP_PORT = 11113  # DCMTK storescp on the PACS host, a non-standard port
+STORESCP_PLAIN_PORT = 11112  # DCMTK storescp on the PACS host, cleartext (dicom/tls-store)
+STORESCP_TLS_PORT = 2762  # DCMTK storescp +tls on the PACS host: DICOM over TLS (PS3.15 B)
 MOVE_DEST_AET = "CLINWS31"  # storescp on the clinical workstation, a C-MOVE destination
 MOVE_DEST_PORT = 11112
 CT_AET = "CT01"
 HL7_PORT = 2575
 HL7_ALT_PORT = 6661
 # DICOM and HL7 ports for tshark's "decode as" (only 104 and 2575 are its defaults).
+# STORESCP_PLAIN_PORT is MOVE_DEST_PORT (11112, on another host), so it is already in.
 DICOM_PORTS = (ORTHANC_PORT, MOVE_DEST_PORT, STORESCP_PORT)
 HL7_PORTS = (HL7_PORT, HL7_ALT_PORT)
 
@@ -1050,6 +1053,54 @@ def start_storescp_pacs(lab: Lab) -> None:
     lab.wait_listening("pacs", "tcp", STORESCP_PORT, p, "storescp-pacs.log")
 
 
+def start_storescp_pacs_plain(lab: Lab) -> None:
+    """DCMTK storescp on pacs01:11112 without TLS (the cleartext peer in dicom/tls-store)."""
+    d = lab.tmp / "storescp-plain"
+    d.mkdir()
+    argv = ["storescp", "-aet", STORESCP_AET, "-od", str(d), str(STORESCP_PLAIN_PORT)]
+    p = lab.start(ns("pacs"), argv, "storescp-plain.log")
+    lab.wait_listening("pacs", "tcp", STORESCP_PLAIN_PORT, p, "storescp-plain.log")
+
+
+def make_cert(lab: Lab, name: str, host: Host) -> None:
+    """Self-signed RSA-2048 key and certificate <name>.key / <name>.crt in the temp dir."""
+    lab.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "3650",
+            "-keyout",
+            str(lab.tmp / f"{name}.key"),
+            "-out",
+            str(lab.tmp / f"{name}.crt"),
+            "-subj",
+            f"/O=Example Hospital Test Lab/CN={fqdn(host.hostname)}",
+            "-addext",
+            f"subjectAltName=DNS:{fqdn(host.hostname)},IP:{host.ip}",
+        ]
+    )
+
+
+def start_storescp_tls(lab: Lab) -> None:
+    """DCMTK storescp +tls on pacs01:2762 (DICOM over TLS, PS3.15 Annex B): mutual TLS with
+    self-signed certificates for pacs01 and ct01; the peer must present ct01's (-rc)."""
+    make_cert(lab, "dicom-pacs", PACS)
+    make_cert(lab, "dicom-ct", HOST["ct"])
+    d = lab.tmp / "storescp-tls"
+    d.mkdir()
+    tmp = lab.tmp
+    argv = ["storescp", "-aet", STORESCP_AET, "-od", str(d)]
+    argv += ["+tls", str(tmp / "dicom-pacs.key"), str(tmp / "dicom-pacs.crt")]
+    argv += ["+cf", str(tmp / "dicom-ct.crt"), "-rc", str(STORESCP_TLS_PORT)]
+    p = lab.start(ns("pacs"), argv, "storescp-tls.log")
+    lab.wait_listening("pacs", "tcp", STORESCP_TLS_PORT, p, "storescp-tls.log")
+
+
 def start_storescp_clin(lab: Lab) -> None:
     """DCMTK storescp on clin-ws31: the C-MOVE destination CLINWS31."""
     d = lab.tmp / "storescp-clin"
@@ -1169,6 +1220,23 @@ def make_dicom_bulk(lab: Lab, out: Path) -> None:
     on_demand(lab, "orthanc", start_orthanc)
     with lab.capture("tcpdump", ["br-pacs"], out):
         storescu(lab, files, "ct-bulk.dcm")
+
+
+def make_dicom_tls(lab: Lab, out: Path) -> None:
+    """ct01 -> pacs01: one cleartext association to :11112, then one over TLS to :2762."""
+    files = dicom_files(lab)
+    on_demand(lab, "storescp-plain", start_storescp_pacs_plain)
+    on_demand(lab, "storescp-tls", start_storescp_tls)
+    tmp = lab.tmp
+    scu = ["storescu", "-aet", CT_AET, "-aec", STORESCP_AET]
+    tls = ["+tls", str(tmp / "dicom-ct.key"), str(tmp / "dicom-ct.crt")]
+    tls += ["+cf", str(tmp / "dicom-pacs.crt")]
+    with lab.capture("tcpdump", ["br-pacs"], out):
+        lab.ns_run("ct", [*scu, PACS.ip, str(STORESCP_PLAIN_PORT), str(files / "ct2.dcm")])
+        lab.ns_run("ct", [*scu, *tls, PACS.ip, str(STORESCP_TLS_PORT), str(files / "ct1.dcm")])
+    for sub in ("storescp-plain", "storescp-tls"):
+        got = len(list((tmp / sub).iterdir()))
+        expect(f"C-STORE received by {sub}", str(got), "1")
 
 
 def make_hl7_mllp(lab: Lab, out: Path) -> None:
@@ -1386,6 +1454,14 @@ CAPTURES: tuple[Capture, ...] = (
         "dicom/bulk-store.pcap",
         make_dicom_bulk,
         "DCMTK storescu -> Orthanc: one CT with 288 KiB of pixel data (384x384x16 bit)",
+        DICOM_DECODE,
+    ),
+    Capture(
+        "dicom-tls-store",
+        "dicom/tls-store.pcap",
+        make_dicom_tls,
+        "DCMTK storescu CT01 -> storescp at pacs01: cleartext :11112, then mutual TLS "
+        "(+tls, DICOM over TLS) :2762",
         DICOM_DECODE,
     ),
     Capture(

@@ -226,3 +226,24 @@ def test_dicom_listing_and_devices(db: str) -> None:
     assert {"GE MEDICAL SYSTEMS", "SIEMENS"} <= {r["manufacturer"] for r in parsed}
     code, out, _err = run("dicom", "--db", db)
     assert code == 0 and "ORTHANC" in out
+
+
+def test_port_option_adds_server_ports_and_rejects_unknown_parsers(db: str) -> None:
+    code, _out, err = run("replay", str(HTTP), "--db", db, "--port", "dicomx=4242")
+    assert code == 2
+    assert _err_line(err) == (
+        "medmon: error: --port: no parser named dicomx (known: dicom, hl7, http, ssh, tls)"
+    )
+    code, _out, err = run("replay", str(HTTP), "--db", db, "--port", "dicom=x")
+    assert code == 2 and "expected PARSER=PORT" in err
+    # HTTP declared on another port: the flows are still http (by port now, not by content).
+    code, _out, err = run("replay", str(HTTP), "--db", db, "--port", "http=80")
+    assert code == 0, err
+
+
+def test_parser_registry_takes_extra_ports() -> None:
+    from monitor.api import parser_registry
+
+    ports = {s.name: s.tcp_ports for s in parser_registry({"dicom": (4242, 104)})}
+    assert ports["dicom"] == (104, 11112, 4242)
+    assert ports["hl7"] == (2575,)

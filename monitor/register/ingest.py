@@ -174,3 +174,41 @@ def recorded_quick_ids(reg: Register, quick_ids: Sequence[str]) -> dict[str, dic
     for qid, sha, run_id in rows:
         out.setdefault(qid, {})[sha] = int(run_id)
     return out
+
+
+#: Well-known web ports: TLS to a DICOM server on these is taken for its web interface.
+WEB_TLS_PORTS = (443, 8443)
+
+
+def label_dicom_tls(reg: Register, run_id: int) -> int:
+    """Mark the run's TLS flows that carry DICOM: to port 2762 (PS3.15 Annex B, DICOM over
+    TLS), or to a server this run saw speaking cleartext DICOM, on a port other than the web
+    ones. Their ``app`` becomes ``dicom-tls`` and each gets a ``dicom_associations`` row with
+    ``tls`` true: its addresses, times and bytes are all that can be known. Returns how many.
+
+    Runs inside the run's transaction, after its flows were written."""
+    con = reg.con
+    web = ", ".join(str(p) for p in WEB_TLS_PORTS)
+    con.execute(
+        f"""
+        UPDATE flows SET app = 'dicom-tls'
+        WHERE run_id = $run AND app = 'tls' AND (
+            server_port = 2762
+            OR (server_port NOT IN ({web}) AND server_ip IN (
+                SELECT server_ip FROM flows WHERE run_id = $run AND app = 'dicom'))
+        )
+        """,
+        {"run": run_id},
+    )
+    row = con.execute(
+        """
+        INSERT INTO dicom_associations (
+            run_id, flow_uid, ts, ts_end, client_ip, client_port, server_ip, server_port,
+            result, tls, bytes_to_server, bytes_to_client)
+        SELECT run_id, flow_uid, first_seen, last_seen, client_ip, client_port, server_ip,
+            server_port, 'unknown', true, payload_to_server, payload_to_client
+        FROM flows WHERE run_id = $run AND app = 'dicom-tls'
+        """,
+        {"run": run_id},
+    ).fetchone()
+    return int(row[0]) if row else 0

@@ -35,7 +35,7 @@ def test_associations_match_tshark(path: Path, db: str) -> None:
         "SELECT client_ip, server_ip, server_port, calling_ae, called_ae, "
         "implementation_class_uid, implementation_version_name, "
         "acceptor_implementation_class_uid, acceptor_implementation_version_name, result, "
-        "commands FROM dicom_associations ORDER BY ts",
+        "commands FROM dicom_associations WHERE NOT coalesce(tls, false) ORDER BY ts",
     )
     want = EXPECTED[path.name]["dicom"]["associations"]
     assert len(got) == len(want)
@@ -91,3 +91,15 @@ def test_move_destination_and_non_standard_port(db: str) -> None:
     api.replay([str(PCAPS / "dicom" / "pynetdicom-store.pcap")], db=db)
     ports = _rows(db, "SELECT DISTINCT server_port FROM dicom_associations")
     assert (11113,) in ports
+
+
+def test_dicom_over_tls_is_recorded_as_such(db: str) -> None:
+    """tls-store.pcap: DCMTK storescu -> storescp over TLS on 2762, and in clear on 11112."""
+    api.replay([str(PCAPS / "dicom" / "tls-store.pcap")], db=db)
+    flows = _rows(db, "SELECT server_port, app FROM flows WHERE proto = 'tcp' ORDER BY 1")
+    assert flows == [(2762, "dicom-tls"), (11112, "dicom")]
+    rows = _rows(
+        db,
+        "SELECT server_port, tls, result, calling_ae FROM dicom_associations ORDER BY 1",
+    )
+    assert rows == [(2762, True, "unknown", None), (11112, False, "accepted", "CT01")]
