@@ -220,7 +220,9 @@ def test_dicom_listing_and_devices(db: str) -> None:
     run("replay", str(PCAPS / "dicom"), "--db", db)
     code, out, _err = run("dicom", "--db", db, "--format", "json", "--ip", "10.20.0.11")
     rows = json.loads(out)
-    assert code == 0 and rows and all(r["calling_ae"] == "CT01" for r in rows)
+    assert code == 0 and rows
+    assert all(r["calling_ae"] == "CT01" for r in rows if not r["tls"])
+    assert {r["server_port"] for r in rows if r["tls"]} == {2762}
     code, out, _err = run("dicom", "--db", db, "--devices", "--format", "csv")
     parsed = list(csv.DictReader(io.StringIO(out)))
     assert {"GE MEDICAL SYSTEMS", "SIEMENS"} <= {r["manufacturer"] for r in parsed}
