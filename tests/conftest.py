@@ -15,6 +15,22 @@ ROBUSTNESS = ROOT.parent / "shared" / "captures" / "robustness"
 PCAPS = ROOT / "pcaps"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        default=False,
+        help="rewrite the capture cases' golden files (pcaps/<folder>/<case>.golden/) from "
+        "the current output instead of comparing with them",
+    )
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    """True when pytest runs with ``--update-golden``."""
+    return bool(request.config.getoption("--update-golden"))
+
+
 def robustness_files() -> list[Path]:
     """Every capture under ../shared/captures/robustness (empty when it is absent)."""
     if not ROBUSTNESS.is_dir():
