@@ -167,7 +167,7 @@ def test_every_recorded_exchange_without_phi() -> None:
         ("to_client", "ACK", "R01", "2.7", "AA", []),
         ("to_server", "ORM", "O01", "2.3", None, []),
         ("to_client", "ACK", "O01", "2.3", "AA", []),
-        ("to_server", "ADT", None, "2.1", None, []),
+        ("to_server", "ADT", "A08", "2.1", None, []),
         ("to_client", "ACK", None, "2.1", "AA", []),
         ("to_server", "ADT", "A04", "2.5", None, []),
         ("to_client", "ACK", "A04", "2.5", "AA", []),

@@ -70,10 +70,11 @@ def test_orm_o01_v23_without_structure() -> None:
     assert msg.segments == ("MSH", "PID", "ORC", "OBR")
 
 
-def test_v21_message_type_without_trigger() -> None:
+def test_v21_trigger_event_comes_from_evn() -> None:
+    """v2.1 has no trigger component in MSH-9: EVN-1 holds the event type code."""
     msg, anomalies = parse_message(_body(w.ADT_V21_MLLP))
     assert anomalies == []
-    assert (msg.message_type, msg.trigger_event, msg.version) == ("ADT", None, "2.1")
+    assert (msg.message_type, msg.trigger_event, msg.version) == ("ADT", "A08", "2.1")
     assert msg.receiving_application is None  # MSH-5 empty
     assert msg.receiving_facility == "ICU"
     assert msg.segments == ("MSH", "EVN", "PID")

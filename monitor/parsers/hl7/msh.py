@@ -21,6 +21,7 @@ Other segments are read for their **names only** (the PHI boundary is here, STYL
 three segments of device data:
 
 - MSA (§2.14.8): MSA-1 acknowledgment code, MSA-2 message control ID acknowledged;
+- EVN-1 (event type code): the trigger event of v2.1/v2.2 messages, whose MSH-9 has none;
 - PRT (v2.7+, §7.4.4): PRT-10 participation device (EI), PRT-16..22 participation device
   identifier (UDI DI), manufacture date, expiry date, lot number, serial number, donation
   identification and device type;
@@ -151,13 +152,17 @@ def parse_message(buf: bytes, *, truncated: bool = False) -> tuple[Message, list
         anomalies.append(Anomaly(ANOMALY_INVALID_MSH, "MSH-9 message type is empty"))
 
     ack_code = acked = None
+    trigger = message_type[1]
     names, device_ids = _walk(segments, 1, enc, last_cut, anomalies)
     for seg in segments[1:]:
-        if seg[:3] == b"MSA" and seg[3:4] == enc.field:
+        if seg[:3] == b"MSA" and seg[3:4] == enc.field and ack_code is None:
             msa = seg.split(enc.field, MSA_MESSAGE_CONTROL_ID + 1)
             ack_code = _text(msa[1], enc) if len(msa) > 1 else None
             acked = _text(msa[2], enc) if len(msa) > 2 else None
-            break
+        elif seg[:3] == b"EVN" and seg[3:4] == enc.field and not trigger:
+            # Before v2.3, MSH-9 had no trigger component: EVN-1 (event type code) held it.
+            evn = seg.split(enc.field, 2)
+            trigger = _text(evn[1], enc) if len(evn) > 1 else None
 
     return (
         Message(
@@ -168,7 +173,7 @@ def parse_message(buf: bytes, *, truncated: bool = False) -> tuple[Message, list
             receiving_facility=_text(msh(6), enc),
             message_datetime=_text(msh(7), enc),
             message_type=message_type[0],
-            trigger_event=message_type[1],
+            trigger_event=trigger,
             message_structure=message_type[2],
             control_id=_text(msh(10), enc),
             processing_id=_text(msh(11), enc),
