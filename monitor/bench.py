@@ -32,9 +32,22 @@ have no PID segment. The capture is deterministic for a seed and written with pr
 With ``flows`` fixed, a larger ``packets`` gives the *same* flows (hosts, 5-tuples, kinds),
 each living longer with more packets: that is what :func:`memory_scaling` uses.
 
-**The measurement.** :func:`run_bench` generates the mix once (cached in
-``~/.cache/medmon/bench-<packets>-<seed>.pcap``, or kept where ``keep`` says), reads it once
-so that every tool reads from the page cache, then runs, each in a subprocess:
+**The DICOM bulk mix.** :func:`generate_dicom_bulk` writes what a PACS's port shows while CT
+scanners push studies: four scanners (10.20.0.1-4) store 512 x 512 16-bit CT images on one
+PACS (10.30.0.1, ports 104 and 11112), each scanner one association after the other, the
+scanners at the same time. Per association: TCP handshake, A-ASSOCIATE-RQ proposing CT Image
+Storage, A-ASSOCIATE-AC accepting it with Explicit VR Little Endian; per image a C-STORE-RQ
+command set (implicit VR LE), the data set (explicit VR LE: device attributes, a *canary*
+patient ``CANARY^PHI``/``PHI-CANARY-0001``/``19000101`` that medmon must never store, study
+and series UIDs, the image pixel module, 512 KiB of Pixel Data OW) in 16 KiB P-DATA-TF PDUs
+sent as full 1460-byte segments at 1 Gbit/s, the PACS's ACK every second segment, its
+C-STORE-RSP (success); A-RELEASE-RQ/RP and the scanner's FIN. ~550 images are ~300,000
+packets and ~307 MB of frames, generated in ~1.6 s.
+
+**The measurement.** :func:`run_bench` generates the mix (``mix``: generic, dicom-bulk or
+both) once (cached in ``~/.cache/medmon/bench-<mix>-<packets>-<seed>.pcap``, or kept where
+``keep`` says), reads it once so that every tool reads from the page cache, then runs, each
+in a subprocess:
 
 - ``python -m monitor replay FILE --db TMPDB --quiet --force``, end to end (decode, flows,
   parsers, register writes), with ``sys.executable``;
@@ -45,6 +58,9 @@ Wall-clock time is ``time.perf_counter()`` around ``subprocess.Popen`` ... ``os.
 time and peak RSS come from the ``rusage`` that ``os.wait4`` returns (``ru_maxrss`` is in KiB
 on Linux). Rates are packets / wall second and frame bytes (the sum of the captured frames'
 lengths) / wall second. On a shared machine, compare CPU seconds as well as wall seconds.
+With both mixes, the report also gives dicom-bulk MB/s ÷ generic MB/s: medmon skips pixel
+data without looking at it, so a capture of bulk DICOM should replay at least as fast, in
+bytes, as the mix.
 
 :func:`memory_scaling` replays the mix at two sizes (N and 4N packets, same flows) and
 reports both peak RSS values: if memory is bounded by the flow table and not by the capture,
@@ -82,10 +98,13 @@ __all__ = [
     "MachineInfo",
     "Measurement",
     "MemoryScaling",
+    "MixRun",
     "MixStats",
     "ScalingPoint",
+    "bulk_images_for",
     "cache_path",
     "format_report",
+    "generate_dicom_bulk",
     "generate_mix",
     "machine_info",
     "memory_scaling",
@@ -175,6 +194,11 @@ class MixStats:
     #: Wall-clock seconds the generation took (0 when the capture was reused).
     generation_s: float = 0.0
     generator_version: int = GENERATOR_VERSION
+    #: Which mix: "generic" (:func:`generate_mix`) or "dicom-bulk" (:func:`generate_dicom_bulk`).
+    mix: str = "generic"
+    #: dicom-bulk: C-STORE objects (CT images) and the pixel bytes of each.
+    images: int = 0
+    image_bytes: int = 0
 
     @property
     def total_flows(self) -> int:
@@ -271,17 +295,15 @@ class MemoryScaling:
 
 
 @dataclass
-class BenchReport:
-    """Everything ``medmon bench`` prints."""
+class MixRun:
+    """One mix measured: its capture, medmon's replay of it and tshark's run over it."""
 
-    machine: MachineInfo
+    name: str
     mix: MixStats
     capture: str
-    #: 'generated', 'cache' (reused from ~/.cache/medmon) or 'kept' (reused ``keep``).
     capture_origin: str
     replay: Measurement
     tshark: Measurement | None = None
-    scaling: MemoryScaling | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -293,7 +315,62 @@ class BenchReport:
     def to_dict(self) -> dict[str, Any]:
         ratio = self.ratio
         return {
+            "name": self.name,
+            "mix": asdict(self.mix),
+            "capture": self.capture,
+            "capture_origin": self.capture_origin,
+            "replay": self.replay.to_dict(),
+            "tshark": self.tshark.to_dict() if self.tshark else None,
+            "replay_tshark_ratio": None if ratio is None else round(ratio, 4),
+        }
+
+
+@dataclass
+class BenchReport:
+    """Everything ``medmon bench`` prints. The first mix measured is in the top-level fields
+    (``mix_name`` says which); a second one (``--mix both``: dicom-bulk) is in ``others``."""
+
+    machine: MachineInfo
+    mix: MixStats
+    capture: str
+    #: 'generated', 'cache' (reused from ~/.cache/medmon) or 'kept' (reused ``keep``).
+    capture_origin: str
+    replay: Measurement
+    tshark: Measurement | None = None
+    scaling: MemoryScaling | None = None
+    mix_name: str = "generic"
+    others: list[MixRun] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float | None:
+        """replay packets/s ÷ tshark packets/s (above 1: medmon is the faster)."""
+        return self.runs[0].ratio
+
+    @property
+    def runs(self) -> list[MixRun]:
+        """Every mix measured, the first one first."""
+        first = MixRun(
+            self.mix_name, self.mix, self.capture, self.capture_origin, self.replay, self.tshark
+        )
+        return [first, *self.others]
+
+    def run(self, name: str) -> MixRun | None:
+        return next((r for r in self.runs if r.name == name), None)
+
+    @property
+    def bulk_ratio(self) -> float | None:
+        """dicom-bulk replay MB/s ÷ generic replay MB/s, when both mixes were measured (at
+        least 1: a capture of DICOM bulk replays at least as fast, in MB/s, as the mix)."""
+        generic, bulk = self.run("generic"), self.run("dicom-bulk")
+        if generic is None or bulk is None or generic.replay.mb_per_s == 0:
+            return None
+        return bulk.replay.mb_per_s / generic.replay.mb_per_s
+
+    def to_dict(self) -> dict[str, Any]:
+        ratio, bulk_ratio = self.ratio, self.bulk_ratio
+        return {
             "machine": asdict(self.machine),
+            "mix_name": self.mix_name,
             "mix": asdict(self.mix),
             "capture": self.capture,
             "capture_origin": self.capture_origin,
@@ -301,6 +378,8 @@ class BenchReport:
             "tshark": self.tshark.to_dict() if self.tshark else None,
             "replay_tshark_ratio": None if ratio is None else round(ratio, 4),
             "scaling": self.scaling.to_dict() if self.scaling else None,
+            "mixes": [r.to_dict() for r in self.runs],
+            "dicom_bulk_generic_mb_ratio": None if bulk_ratio is None else round(bulk_ratio, 4),
         }
 
 
@@ -573,10 +652,18 @@ def _associate_rq(called: str, calling: str, sop_class: str, impl: tuple[str, st
     return _associate_header(PDU_A_ASSOCIATE_RQ, called, calling, items)
 
 
-def _associate_ac(called: str, calling: str, impl: tuple[str, str]) -> bytes:
+def _associate_ac(
+    called: str,
+    calling: str,
+    impl: tuple[str, str],
+    transfer_syntax: str = IMPLICIT_VR_LITTLE_ENDIAN,
+) -> bytes:
+    """Both proposed contexts accepted: the storage one with ``transfer_syntax``,
+    Verification with Implicit VR Little Endian."""
     items = [_item(ITEM_APPLICATION_CONTEXT, APPLICATION_CONTEXT_NAME.encode("ascii"))]
     for ctx_id in (_CMD_CONTEXT, _ECHO_CONTEXT):  # result 0: acceptance
-        ts = _item(ITEM_TRANSFER_SYNTAX, IMPLICIT_VR_LITTLE_ENDIAN.encode("ascii"))
+        chosen = transfer_syntax if ctx_id == _CMD_CONTEXT else IMPLICIT_VR_LITTLE_ENDIAN
+        ts = _item(ITEM_TRANSFER_SYNTAX, chosen.encode("ascii"))
         items.append(_item(ITEM_PRESENTATION_CONTEXT_AC, bytes((ctx_id, 0, 0, 0)) + ts))
     items.append(_user_information(*impl))
     return _associate_header(PDU_A_ASSOCIATE_AC, called, calling, items)
@@ -1648,6 +1735,398 @@ def generate_mix(
     )
 
 
+# ---------------------------------------------------------------- the DICOM bulk mix
+
+#: The mixes ``medmon bench`` knows; run_bench also takes "both".
+MIXES = ("generic", "dicom-bulk")
+#: Packets of the DICOM bulk capture when run_bench is not told (at most ``packets``).
+DEFAULT_BULK_PACKETS = 300_000
+#: One 512 x 512 CT slice, 16 bits per pixel.
+BULK_IMAGE_BYTES = 512 * 512 * 2
+BULK_MODALITIES = 4
+#: Images per association when ``associations`` is not given (a series or a part of one).
+BULK_IMAGES_PER_ASSOCIATION = 100
+#: The PACS acknowledges every second segment (delayed ACK, RFC 1122 §4.2.3.2); its
+#: C-STORE-RSP acknowledges what is left of the object.
+BULK_ACK_EVERY = 2
+#: A modality sends at line rate on 1 Gbit/s: a 1514-byte frame every 12 µs.
+_BULK_GAP_US = 12
+CT_IMAGE_STORAGE = _MODALITIES["CT"][0]
+#: (manufacturer, model, software versions, implementation) of the bulk mix's CT scanners.
+_BULK_DEVICES = (
+    ("BENCH MEDICAL SYSTEMS", "BENCH CT 64", b"BENCH_RECON 2.1\\BENCH_ACQ 7.4", 0),
+    ("SYNTHETIC IMAGING", "SYNTH-CT 128", b"SYN 5.0.2", 1),
+    ("EXAMPLE HEALTHCARE", "EXAMPLE CT 256", b"EX-CT 11\\EX-RECON 3", 2),
+    ("MEDMON TEST DEVICES", "TEST CT 16", b"TEST 0.9", 3),
+)
+# Explicit VR little endian (PS3.5 §7.1.2): tag, VR, 2-byte length; or tag, VR, 2 reserved
+# bytes, 4-byte length for the VRs of Table 7.1-1.
+_EXPLICIT_SHORT = struct.Struct("<HH2sH")
+_EXPLICIT_LONG = struct.Struct("<HH2s2xI")
+_LONG_VRS = frozenset(
+    (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV")
+)
+#: The (synthetic) patient of every bulk image: PHI canaries, which medmon must never store.
+BULK_PATIENT_CANARIES = (b"CANARY^PHI", b"PHI-CANARY-0001", b"19000101")
+
+
+def _explicit(group: int, elem: int, vr: bytes, value: bytes) -> bytes:
+    if len(value) & 1:
+        value += b"\0" if vr in (b"UI", b"OB") else b" "
+    if vr in _LONG_VRS:
+        return _EXPLICIT_LONG.pack(group, elem, vr, len(value)) + value
+    return _EXPLICIT_SHORT.pack(group, elem, vr, len(value)) + value
+
+
+def _bulk_image_shape(image_bytes: int) -> tuple[int, int]:
+    """Rows and columns of 16-bit pixels that make ``image_bytes`` (512 columns when they
+    divide it, else a single row of at most 65,535 columns: Rows and Columns are US)."""
+    pixels = image_bytes // 2
+    if pixels % 512 == 0 and pixels // 512 <= 0xFFFF:
+        return pixels // 512, 512
+    return 1, min(pixels, 0xFFFF)
+
+
+def _bulk_header(
+    device: int,
+    station: str,
+    study: str,
+    series: str,
+    instance: str,
+    number: int,
+    shape: tuple[int, int],
+    pixel_len: int,
+) -> bytes:
+    """A CT image's data set up to the Pixel Data header, explicit VR little endian: device
+    attributes, a canary patient, study and series, the image pixel module."""
+    manufacturer, model, software, _ = _BULK_DEVICES[device % len(_BULK_DEVICES)]
+    us = struct.Struct("<H").pack
+    rows, cols = shape
+    return b"".join(
+        (
+            _explicit(0x0008, 0x0008, b"CS", b"ORIGINAL\\PRIMARY\\AXIAL"),  # Image Type
+            _explicit(0x0008, 0x0016, b"UI", _uid(CT_IMAGE_STORAGE)),  # SOP Class UID
+            _explicit(0x0008, 0x0018, b"UI", _uid(instance)),  # SOP Instance UID
+            _explicit(0x0008, 0x0020, b"DA", b"20240101"),  # Study Date
+            _explicit(0x0008, 0x0060, b"CS", b"CT"),  # Modality
+            _explicit(0x0008, 0x0070, b"LO", manufacturer.encode()),  # Manufacturer
+            _explicit(0x0008, 0x0080, b"LO", b"BENCH HOSPITAL"),  # Institution Name
+            _explicit(0x0008, 0x1010, b"SH", station.encode()),  # Station Name
+            _explicit(0x0008, 0x1090, b"LO", model.encode()),  # Manufacturer's Model Name
+            _explicit(0x0010, 0x0010, b"PN", BULK_PATIENT_CANARIES[0]),  # Patient's Name
+            _explicit(0x0010, 0x0020, b"LO", BULK_PATIENT_CANARIES[1]),  # Patient ID
+            _explicit(0x0010, 0x0030, b"DA", BULK_PATIENT_CANARIES[2]),  # Patient's Birth Date
+            _explicit(0x0010, 0x0040, b"CS", b"O"),  # Patient's Sex
+            _explicit(0x0018, 0x0050, b"DS", b"1.25"),  # Slice Thickness
+            _explicit(0x0018, 0x1000, b"LO", f"{station}-SN".encode()),  # Device Serial Number
+            _explicit(0x0018, 0x1020, b"LO", software),  # Software Versions
+            _explicit(0x0020, 0x000D, b"UI", _uid(study)),  # Study Instance UID
+            _explicit(0x0020, 0x000E, b"UI", _uid(series)),  # Series Instance UID
+            _explicit(0x0020, 0x0013, b"IS", b"%08d" % number),  # Instance Number
+            _explicit(0x0028, 0x0002, b"US", us(1)),  # Samples per Pixel
+            _explicit(0x0028, 0x0004, b"CS", b"MONOCHROME2"),  # Photometric Interpretation
+            _explicit(0x0028, 0x0010, b"US", us(rows)),  # Rows
+            _explicit(0x0028, 0x0011, b"US", us(cols)),  # Columns
+            _explicit(0x0028, 0x0100, b"US", us(16)),  # Bits Allocated
+            _explicit(0x0028, 0x0101, b"US", us(12)),  # Bits Stored
+            _explicit(0x0028, 0x0102, b"US", us(11)),  # High Bit
+            _explicit(0x0028, 0x0103, b"US", us(0)),  # Pixel Representation
+            _EXPLICIT_LONG.pack(0x7FE0, 0x0010, b"OW", pixel_len),  # Pixel Data (value follows)
+        )
+    )
+
+
+def _pdata_pdus(ctx_id: int, dataset: bytes) -> bytes:
+    """A data set in P-DATA-TF PDUs of at most MAX_PDU_LENGTH, the last one flagged."""
+    return b"".join(
+        _pdata(
+            ctx_id,
+            0x02 if off + _MAX_FRAGMENT >= len(dataset) else 0x00,
+            dataset[off : off + _MAX_FRAGMENT],
+        )
+        for off in range(0, len(dataset), _MAX_FRAGMENT)
+    )
+
+
+@dataclass(slots=True)
+class _BulkAssociation:
+    """One association of the bulk mix: a modality sends ``images`` CT images to the PACS."""
+
+    number: int
+    modality: int
+    images: int
+    first_image: int
+    sport: int = 0
+
+
+class _BulkPlan:
+    """Who sends what in the DICOM bulk mix: ``modalities`` CT scanners 10.20.0.1.. (port 104
+    for the odd ones, 11112 for the even ones) to one PACS 10.30.0.1; associations dealt to
+    the scanners in turn, images dealt to the associations evenly."""
+
+    def __init__(
+        self, images: int, image_bytes: int, associations: int, modalities: int, seed: int
+    ) -> None:
+        self.images, self.image_bytes, self.seed = images, image_bytes, seed
+        self.modalities = modalities
+        self.shape = _bulk_image_shape(image_bytes)
+        base, extra = divmod(images, associations)
+        first = 0
+        self.associations: list[_BulkAssociation] = []
+        for a in range(associations):
+            n = base + (1 if a < extra else 0)
+            self.associations.append(_BulkAssociation(a, a % modalities, n, first))
+            first += n
+        # UIDs under 2.25 with fixed-width components: every header of a plan has one length.
+        self.uid_root = f"2.25.{seed % 100_000 + 100_000}"
+
+    def station(self, modality: int) -> str:
+        return f"BENCH_CT{modality + 1:02d}"
+
+    def port(self, modality: int) -> int:
+        return 104 if modality % 2 == 0 else 11112
+
+    def uids(self, a: _BulkAssociation, k: int) -> tuple[str, str, str]:
+        """Study, series and SOP instance UIDs of the association's ``k``-th image."""
+        study = f"{self.uid_root}.1{a.number:06d}"
+        return study, f"{study}.1", f"{study}.1.{a.first_image + k + 1_000_000:07d}"
+
+    def header(self, a: _BulkAssociation, k: int) -> bytes:
+        study, series, instance = self.uids(a, k)
+        station = self.station(a.modality)
+        return _bulk_header(
+            a.modality, station, study, series, instance, k + 1, self.shape, self.image_bytes
+        )
+
+    def image_segments(self) -> int:
+        """TCP segments of one image's data set (every header has the same length)."""
+        a = self.associations[0]
+        return -(-_framed_len(len(self.header(a, 0)) + self.image_bytes) // MSS)
+
+    def packets(self) -> int:
+        """Frames the plan makes: handshake 3, A-ASSOCIATE-RQ/AC 2, A-RELEASE-RQ/RP 2,
+        FIN teardown 4 per association; per image the C-STORE-RQ command, the data segments,
+        the PACS's ACKs and the C-STORE-RSP."""
+        s = self.image_segments()
+        per_image = 2 + s + s // BULK_ACK_EVERY
+        return 11 * len(self.associations) + per_image * self.images
+
+
+def _bulk_associations(images: int, associations: int | None, modalities: int) -> int:
+    if associations is None:
+        associations = max(modalities, -(-images // BULK_IMAGES_PER_ASSOCIATION))
+    return max(1, min(images, associations))
+
+
+def bulk_images_for(
+    packets: int, *, image_bytes: int = BULK_IMAGE_BYTES, modalities: int = BULK_MODALITIES
+) -> int:
+    """The number of images that makes a DICOM bulk capture of about ``packets`` frames
+    (with the default associations; at least one image)."""
+    images = 1
+    for _ in range(3):  # associations depend on images, overhead on associations: settle
+        plan = _BulkPlan(images, image_bytes, 1, modalities, DEFAULT_SEED)
+        per_image = plan.packets() - 11
+        n = _bulk_associations(images, None, modalities)
+        images = max(1, (packets - 11 * n) // per_image)
+    return images
+
+
+def _bulk_plan(
+    images: int, image_bytes: int, associations: int | None, modalities: int, seed: int
+) -> _BulkPlan:
+    if images < 1:
+        raise ValueError("images must be at least 1")
+    if image_bytes < 2 or image_bytes & 1:
+        raise ValueError("image_bytes must be even and at least 2 (OW pixel data)")
+    if modalities < 1:
+        raise ValueError("modalities must be at least 1")
+    if associations is not None and associations < 1:
+        raise ValueError("associations must be at least 1")
+    n = _bulk_associations(images, associations, modalities)
+    return _BulkPlan(images, image_bytes, n, modalities, seed)
+
+
+def _bulk_frames(
+    plan: _BulkPlan, a: _BulkAssociation, start: int, pixels: bytes, rng: random.Random
+) -> Iterator[tuple[int, bytes]]:
+    """One association's frames with their capture times (µs from the capture's start)."""
+    m = a.modality
+    pacs_ip, pacs_mac = bytes((10, 30, 0, 1)), bytes((0x02, 0x00, 0x0A, 30, 0, 0))
+    mod_ip = bytes((10, 20, m // 250, m % 250 + 1))
+    mod_mac = bytes((0x02, 0x00, 0x0A, 20)) + m.to_bytes(2, "big")
+    dport = plan.port(m)
+    fwd = _Dir(
+        src_mac=mod_mac,
+        dst_mac=pacs_mac,
+        vlan=0,
+        v6=False,
+        src=mod_ip,
+        dst=pacs_ip,
+        proto=PROTO_TCP,
+        sport=a.sport,
+        dport=dport,
+        win=64240,
+        ident=rng.getrandbits(16),
+    )
+    rev = _Dir(
+        src_mac=pacs_mac,
+        dst_mac=mod_mac,
+        vlan=0,
+        v6=False,
+        src=pacs_ip,
+        dst=mod_ip,
+        proto=PROTO_TCP,
+        sport=dport,
+        dport=a.sport,
+        win=65160,
+        ident=rng.getrandbits(16),
+    )
+    cisn, sisn = rng.getrandbits(32), rng.getrandbits(32)
+    conn = _Conn(fwd, rev, (cisn + 1) & _SEQ_MASK, (sisn + 1) & _SEQ_MASK)
+    rtt = 150  # µs, modality to PACS and back
+    t = start
+    yield t, fwd.tcp_syn(SYN, cisn, 0, MSS)
+    t += rtt // 2
+    yield t, rev.tcp_syn(SYN | ACK, sisn, conn.cseq, MSS)
+    t += rtt // 2
+    yield t, conn.c_ack()
+    called, calling = "BENCH_PACS", plan.station(m)
+    impl = _IMPLEMENTATIONS[_BULK_DEVICES[m % len(_BULK_DEVICES)][3]]
+    t += 20
+    yield t, conn.c(_associate_rq(called, calling, CT_IMAGE_STORAGE, impl))
+    t += rtt // 2 + 200
+    yield t, conn.s(_associate_ac(called, calling, _IMPLEMENTATIONS[0], EXPLICIT_VR_LITTLE_ENDIAN))
+    every, size = BULK_ACK_EVERY, plan.image_bytes
+    window = len(pixels) - size  # pixel data starts at an even offset below this
+    for k in range(a.images):
+        t += rtt // 2 + rng.randint(20, 400)
+        _, _, instance = plan.uids(a, k)
+        message_id = k + 1
+        yield t, conn.c(_c_store_rq(CT_IMAGE_STORAGE, instance, message_id))
+        off = 2 * rng.randrange(window // 2 + 1)
+        data = _pdata_pdus(_CMD_CONTEXT, plan.header(a, k) + pixels[off : off + size])
+        sent, end, unacked = 0, len(data), 1
+        while sent < end:
+            t += _BULK_GAP_US
+            nxt = sent + MSS
+            last = nxt >= end
+            yield t, conn.c(data[sent:nxt], PSH | ACK if last else ACK)
+            sent = nxt
+            unacked += 1
+            if unacked == every and not last:
+                yield t + 4, conn.s_ack()
+                unacked = 0
+        t += rtt // 2 + rng.randint(100, 1500)  # the PACS stores the image, then answers
+        yield t, conn.s(_c_store_rsp(CT_IMAGE_STORAGE, instance, message_id))
+    t += rtt // 2 + 50
+    yield t, conn.c(_A_RELEASE_RQ)
+    t += rtt // 2 + 50
+    yield t, conn.s(_A_RELEASE_RP)
+    # The requestor closes the transport connection after A-RELEASE-RP (PS3.8 §7.2).
+    t += rtt // 2
+    yield t, fwd.tcp(FIN | ACK, conn.cseq, conn.sseq)
+    t += rtt // 2
+    yield t, rev.tcp(ACK, conn.sseq, (conn.cseq + 1) & _SEQ_MASK)
+    yield t + 5, rev.tcp(FIN | ACK, conn.sseq, (conn.cseq + 1) & _SEQ_MASK)
+    t += rtt
+    yield t, fwd.tcp(ACK, (conn.cseq + 1) & _SEQ_MASK, (conn.sseq + 1) & _SEQ_MASK)
+
+
+def _bulk_modality(
+    plan: _BulkPlan, modality: int, pixels: bytes, rng: random.Random
+) -> Iterator[tuple[int, bytes]]:
+    """A scanner's associations one after the other, a few milliseconds apart."""
+    t = modality * 997 + rng.randint(0, 500)
+    for a in plan.associations:
+        if a.modality != modality:
+            continue
+        last = t
+        for last, frame in _bulk_frames(plan, a, t, pixels, rng):
+            yield last, frame
+        t = last + rng.randint(2_000, 20_000)
+
+
+def generate_dicom_bulk(
+    path: str,
+    *,
+    images: int = 550,
+    image_bytes: int = BULK_IMAGE_BYTES,
+    associations: int | None = None,
+    modalities: int = BULK_MODALITIES,
+    seed: int = DEFAULT_SEED,
+) -> MixStats:
+    """Write a capture of DICOM bulk traffic to ``path``: ``modalities`` CT scanners storing
+    ``images`` CT images of ``image_bytes`` pixel bytes each on one PACS (port 104 or 11112).
+
+    Per association (``associations`` of them, by default one per 100 images and at least
+    one per scanner; a scanner's associations follow each other, the scanners' overlap): the
+    TCP handshake, A-ASSOCIATE-RQ proposing CT Image Storage (implicit and explicit VR LE)
+    and Verification, A-ASSOCIATE-AC accepting CT Image Storage with Explicit VR Little
+    Endian; per image a C-STORE-RQ command (implicit VR LE, one segment), the data set
+    (explicit VR LE: device attributes, a canary patient ``CANARY^PHI``, study and series
+    UIDs, the image pixel module, Pixel Data OW) in P-DATA-TF PDUs of 16 KiB sent as
+    1460-byte segments at 1 Gbit/s, the PACS's ACK every second segment and its C-STORE-RSP
+    (status 0x0000); then A-RELEASE-RQ/RP and the requestor's FIN. IPv4, no VLAN tag,
+    valid checksums, consistent sequence numbers. The default, 550 images, is about 300,000
+    packets (~305 MB of frames); :func:`bulk_images_for` gives the images for a packet count.
+    """
+    plan = _bulk_plan(images, image_bytes, associations, modalities, seed)
+    started = time.perf_counter()
+    rng = random.Random(seed * 7_919 + 104)
+    pixels = rng.randbytes(image_bytes + 65_536)
+    ports: set[tuple[int, int]] = set()
+    for a in plan.associations:  # an ephemeral port, not reused by the same scanner
+        while (a.modality, a.sport) in ports or not a.sport:
+            a.sport = rng.randint(32768, 60999)
+        ports.add((a.modality, a.sport))
+    used = sorted({a.modality for a in plan.associations})
+    streams = [_bulk_modality(plan, m, pixels, random.Random(rng.getrandbits(64))) for m in used]
+    expected = plan.packets()
+    record = _PCAP_RECORD.pack
+    written = total_bytes = 0
+    first_ts = last_ts = -1
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb", buffering=0) as out:
+            out.write(_PCAP_HEADER.pack(PCAP_MAGIC_US, 2, 4, 0, 0, SNAPLEN, LINKTYPE_ETHERNET))
+            parts: list[bytes] = []
+            for t, frame in heapq.merge(*streams, key=lambda x: x[0]):
+                if first_ts < 0:
+                    first_ts = t
+                last_ts = t
+                size = len(frame)
+                parts.append(record(CAPTURE_EPOCH + t // 1_000_000, t % 1_000_000, size, size))
+                parts.append(frame)
+                total_bytes += size
+                written += 1
+                if len(parts) >= 8192:
+                    out.write(b"".join(parts))
+                    parts.clear()
+            out.write(b"".join(parts))
+        if written != expected:  # a bug in the plan's arithmetic or in the frames
+            raise AssertionError(f"generated {written} packets, planned {expected}")
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return MixStats(
+        path=str(path),
+        packets=written,
+        bytes=total_bytes,
+        file_size=os.path.getsize(path),
+        flows={"dicom": len(plan.associations)},
+        tcp_flows=len(plan.associations),
+        hosts=len(used) + 1,
+        duration_s=(last_ts - first_ts) / 1e6,
+        seed=seed,
+        generation_s=round(time.perf_counter() - started, 3),
+        mix="dicom-bulk",
+        images=images,
+        image_bytes=image_bytes,
+    )
+
+
 # ---------------------------------------------------------------- captures on disk
 
 
@@ -1660,19 +2139,40 @@ def _default_flows(packets: int) -> int:
     return min(50_000, packets // PACKETS_PER_FLOW)
 
 
-def cache_path(packets: int, seed: int = DEFAULT_SEED, flows: int | None = None) -> Path:
-    """Where a generated capture is cached: ``~/.cache/medmon/bench-<packets>-<seed>.pcap``
-    (``$XDG_CACHE_HOME`` is honoured; a non-default flow count is part of the name)."""
-    suffix = "" if flows is None or flows == _default_flows(packets) else f"-{flows}flows"
-    return _cache_dir() / f"bench-{packets}-{seed}{suffix}.pcap"
+def cache_path(
+    packets: int, seed: int = DEFAULT_SEED, flows: int | None = None, mix: str = "generic"
+) -> Path:
+    """Where a generated capture is cached:
+    ``~/.cache/medmon/bench-<mix>-<packets>-<seed>.pcap`` (``$XDG_CACHE_HOME`` is honoured; a
+    non-default flow count of the generic mix is part of the name). For the dicom-bulk mix,
+    ``packets`` is the packet count asked for (the capture holds whole images: about that)."""
+    _check_mix(mix)
+    default = flows is None or flows == _default_flows(packets) or mix != "generic"
+    suffix = "" if default else f"-{flows}flows"
+    return _cache_dir() / f"bench-{mix}-{packets}-{seed}{suffix}.pcap"
+
+
+def _check_mix(mix: str, allowed: Sequence[str] = MIXES) -> None:
+    if mix not in allowed:
+        raise ValueError(f"mix must be one of {', '.join(allowed)}, not {mix!r}")
 
 
 def _sidecar(path: str | Path) -> Path:
     return Path(f"{path}.json")
 
 
-def _params(packets: int, seed: int, flows: int) -> dict[str, int]:
+def _params(packets: int, seed: int, flows: int, mix: str = "generic") -> dict[str, Any]:
+    if mix == "dicom-bulk":
+        return {
+            "mix": mix,
+            "packets": packets,
+            "images": bulk_images_for(packets),
+            "image_bytes": BULK_IMAGE_BYTES,
+            "seed": seed,
+            "generator_version": GENERATOR_VERSION,
+        }
     return {
+        "mix": mix,
         "packets": packets,
         "seed": seed,
         "flows": flows,
@@ -1680,12 +2180,30 @@ def _params(packets: int, seed: int, flows: int) -> dict[str, int]:
     }
 
 
-def _write_sidecar(stats: MixStats, params: dict[str, int]) -> None:
+def _generate(path: str, params: dict[str, Any]) -> MixStats:
+    if params["mix"] == "dicom-bulk":
+        return generate_dicom_bulk(
+            path, images=params["images"], image_bytes=params["image_bytes"], seed=params["seed"]
+        )
+    return generate_mix(path, packets=params["packets"], flows=params["flows"], seed=params["seed"])
+
+
+def _expected_packets(params: dict[str, Any]) -> int:
+    """Frames the capture ``params`` describe holds (dicom-bulk: whole images)."""
+    if params["mix"] == "dicom-bulk":
+        plan = _bulk_plan(
+            params["images"], params["image_bytes"], None, BULK_MODALITIES, params["seed"]
+        )
+        return plan.packets()
+    return int(params["packets"])
+
+
+def _write_sidecar(stats: MixStats, params: dict[str, Any]) -> None:
     with contextlib.suppress(OSError):
         _sidecar(stats.path).write_text(json.dumps({"params": params, "stats": asdict(stats)}))
 
 
-def _read_sidecar(path: str | Path, params: dict[str, int]) -> MixStats | None:
+def _read_sidecar(path: str | Path, params: dict[str, Any]) -> MixStats | None:
     """The stats saved beside a capture we generated, if they still describe it."""
     try:
         saved = json.loads(_sidecar(path).read_text())
@@ -1725,12 +2243,12 @@ def _scan_pcap(path: str | Path) -> tuple[int, int] | None:
 
 
 def _obtain_capture(
-    packets: int, seed: int, flows: int, keep: str | None
+    packets: int, seed: int, flows: int, keep: str | None, mix: str = "generic"
 ) -> tuple[str, MixStats, str]:
     """The capture to measure: reused when it is there and right, generated otherwise."""
-    params = _params(packets, seed, flows)
+    params = _params(packets, seed, flows, mix)
     if keep is None:
-        path = cache_path(packets, seed, flows)
+        path = cache_path(packets, seed, flows, mix)
         path.parent.mkdir(parents=True, exist_ok=True)
         stats = _read_sidecar(path, params) if path.exists() else None
         if stats is not None:
@@ -1744,16 +2262,17 @@ def _obtain_capture(
             scanned = _scan_pcap(path)
             if scanned is None:
                 raise BenchError(f"{keep}: exists and is not a classic pcap; not overwriting it")
-            if scanned[0] == packets:
+            if scanned[0] == _expected_packets(params):
                 stats = MixStats(
                     path=str(path),
                     packets=scanned[0],
                     bytes=scanned[1],
                     file_size=os.path.getsize(path),
                     seed=seed,
+                    mix=mix,
                 )
                 return str(path), stats, "kept"
-    stats = generate_mix(str(path), packets=packets, flows=flows, seed=seed)
+    stats = _generate(str(path), params)
     _write_sidecar(stats, params)
     return str(path), stats, "generated"
 
@@ -1931,6 +2450,15 @@ def _scaling(
         return MemoryScaling([_point(*base), _point(big_stats, m)])
 
 
+def _keep_for(keep: str | None, name: str, several: bool) -> str | None:
+    """Where ``keep`` puts a mix's capture: as given, or with ``-dicom-bulk`` before the
+    suffix for the second mix of ``--mix both``."""
+    if keep is None or not several or name == "generic":
+        return keep
+    p = Path(keep)
+    return str(p.with_name(f"{p.stem}-{name}{p.suffix}"))
+
+
 def run_bench(
     *,
     packets: int = 1_000_000,
@@ -1940,30 +2468,62 @@ def run_bench(
     replay_cmd: list[str] | None = None,
     scaling: bool = False,
     seed: int = DEFAULT_SEED,
+    mix: str = "generic",
+    bulk_packets: int | None = None,
 ) -> BenchReport:
-    """Measure ``medmon replay`` (and tshark) end to end on the generated mix.
+    """Measure ``medmon replay`` (and tshark) end to end on a generated mix.
 
-    The capture is ``keep`` when given (reused if it already holds ``packets`` frames,
-    generated there otherwise, never overwritten when it is not a classic pcap), else a
-    cached one in ``~/.cache/medmon``. A generated capture gets its :class:`MixStats` beside
-    it in ``FILE.json``. ``replay_cmd`` replaces the command prefix
+    ``mix`` is "generic" (:func:`generate_mix`, ``packets`` frames), "dicom-bulk"
+    (:func:`generate_dicom_bulk`, about ``bulk_packets`` frames of whole images; by default
+    ``min(packets, DEFAULT_BULK_PACKETS)``) or "both", measured in that order: the report's
+    :attr:`BenchReport.bulk_ratio` then compares their MB/s.
+
+    Each capture is ``keep`` when given (for "both", the dicom-bulk one is ``keep`` with
+    ``-dicom-bulk`` before the suffix; reused if it already holds the mix, generated there
+    otherwise, never overwritten when it is not a classic pcap), else a cached one in
+    ``~/.cache/medmon`` named after the mix. A generated capture gets its :class:`MixStats`
+    beside it in ``FILE.json``. ``replay_cmd`` replaces the command prefix
     ``[sys.executable, "-m", "monitor", "replay"]``; the capture and
     ``--db TMPDB --quiet --force`` are appended. ``workdir`` holds the temporary register
     and the scaling capture (default: the system's temporary directory). ``scaling`` adds
-    :func:`memory_scaling` (N and 4N packets); its N point is this run's replay when the
-    capture's flows are known. Raises :class:`BenchError` when the replay fails.
+    :func:`memory_scaling` of the generic mix (N and 4N packets); its N point is this run's
+    replay when the generic capture's flows are known. Raises :class:`BenchError` when a
+    replay fails.
     """
+    _check_mix(mix, (*MIXES, "both"))
+    names = list(MIXES) if mix == "both" else [mix]
     machine = machine_info()
     flows = _default_flows(packets)
-    capture, stats, origin = _obtain_capture(packets, seed, flows, keep)
-    _read_through(capture)
-    with tempfile.TemporaryDirectory(prefix="medmon-bench-", dir=workdir) as tmp:
-        replay = _replay(capture, stats.packets, stats.bytes, tmp, replay_cmd)
-    ts = _tshark(capture, stats.packets, stats.bytes) if tshark else None
-    report = BenchReport(machine, stats, capture, origin, replay, ts)
+    if bulk_packets is None:
+        bulk_packets = min(packets, DEFAULT_BULK_PACKETS)
+    runs: list[MixRun] = []
+    for name in names:
+        n = packets if name == "generic" else bulk_packets
+        where = _keep_for(keep, name, len(names) > 1)
+        capture, stats, origin = _obtain_capture(n, seed, flows, where, name)
+        _read_through(capture)
+        with tempfile.TemporaryDirectory(prefix="medmon-bench-", dir=workdir) as tmp:
+            replay = _replay(capture, stats.packets, stats.bytes, tmp, replay_cmd)
+        ts = _tshark(capture, stats.packets, stats.bytes) if tshark else None
+        runs.append(MixRun(name, stats, capture, origin, replay, ts))
+    first = runs[0]
+    report = BenchReport(
+        machine,
+        first.mix,
+        first.capture,
+        first.capture_origin,
+        first.replay,
+        first.tshark,
+        mix_name=first.name,
+        others=runs[1:],
+    )
     if scaling:
-        same_flows = stats.seed == seed and stats.total_flows == flows
-        base = (stats, replay) if same_flows else None
+        generic = report.run("generic")
+        base = None
+        if generic is not None:
+            stats = generic.mix
+            if stats.seed == seed and stats.total_flows == flows:
+                base = (stats, generic.replay)
         report.scaling = _scaling(packets, 4, seed, workdir, replay_cmd, base)
     return report
 
@@ -1971,12 +2531,13 @@ def run_bench(
 # ---------------------------------------------------------------- the report
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> list[str]:
+    """Columns padded to their widths: the first ``left`` ones left-aligned, the rest right."""
     widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
     lines = []
     for k, row in enumerate((header, *rows)):
         cells = [
-            str(c).ljust(w) if i == 0 else str(c).rjust(w)
+            str(c).ljust(w) if i < left else str(c).rjust(w)
             for i, (c, w) in enumerate(zip(row, widths, strict=True))
         ]
         lines.append("  ".join(cells).rstrip())
@@ -1985,56 +2546,88 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return lines
 
 
-def format_report(report: BenchReport) -> str:
-    """The report as plain text: machine, capture, a table of the tools, memory scaling."""
-    m, mix = report.machine, report.mix
+def _capture_lines(run: MixRun, label: str) -> list[str]:
+    mix = run.mix
     lines = [
-        f"machine   {m.cpu_model}, {m.cores} cores ({m.cores_available} available), "
-        f"{m.memory_gib:g} GiB, load {m.load_1m:g}",
-        f"software  medmon {m.medmon}, Python {m.python}, {m.tshark or 'tshark not installed'}",
-        f"capture   {report.capture} ({report.capture_origin}"
-        + (f" in {mix.generation_s:.1f} s" if report.capture_origin == "generated" else "")
+        f"capture   {label}{run.capture} ({run.capture_origin}"
+        + (f" in {mix.generation_s:.1f} s" if run.capture_origin == "generated" else "")
         + ")",
         f"          {mix.packets:,} packets, {mix.bytes / 1e6:,.1f} MB of frames, "
         f"file {mix.file_size / 1e6:,.1f} MB"
         + (f", {mix.duration_s:,.1f} s of capture time" if mix.duration_s else ""),
     ]
-    if mix.flows:
+    if mix.mix == "dicom-bulk" and mix.images:
+        lines.append(
+            f"          {mix.total_flows:,} DICOM associations from {mix.hosts - 1} CT scanners "
+            f"to a PACS (104, 11112), {mix.images:,} C-STOREs of {mix.image_bytes:,}-byte "
+            "images (explicit VR LE, 16 KiB P-DATA-TF)"
+        )
+    elif mix.flows:
         kinds = ", ".join(f"{k} {v:,}" for k, v in mix.flows.items())
         lines.append(
             f"          {mix.total_flows:,} flows ({kinds}), {mix.hosts:,} hosts, "
             f"IPv6 {100 * mix.ipv6_packets / mix.packets:.1f}% and VLAN "
             f"{100 * mix.vlan_packets / mix.packets:.1f}% of packets"
         )
+    return lines
+
+
+def format_report(report: BenchReport) -> str:
+    """The report as plain text: machine, captures, a table of the mixes and tools, the
+    dicom-bulk/generic ratio, memory scaling."""
+    m = report.machine
+    runs = report.runs
+    several = len(runs) > 1
+    lines = [
+        f"machine   {m.cpu_model}, {m.cores} cores ({m.cores_available} available), "
+        f"{m.memory_gib:g} GiB, load {m.load_1m:g}",
+        f"software  medmon {m.medmon}, Python {m.python}, {m.tshark or 'tshark not installed'}",
+    ]
+    for run in runs:
+        lines += _capture_lines(run, f"{run.name}: " if several else "")
     lines.append("")
     rows = []
-    for t in (report.replay, report.tshark):
-        if t is None:
-            continue
-        rows.append(
-            [
-                t.tool,
-                f"{t.seconds:,.2f}",
-                f"{t.cpu_s:,.2f}",
-                f"{t.packets_per_s:,.0f}",
-                f"{t.mb_per_s:,.1f}",
-                f"{t.mbit_per_s:,.0f}",
-                f"{t.peak_rss_mib:,.1f}",
-            ]
-        )
+    for run in runs:
+        for t in (run.replay, run.tshark):
+            if t is None:
+                continue
+            rows.append(
+                [
+                    run.name,
+                    t.tool,
+                    f"{t.seconds:,.2f}",
+                    f"{t.cpu_s:,.2f}",
+                    f"{t.packets_per_s:,.0f}",
+                    f"{t.mb_per_s:,.1f}",
+                    f"{t.mbit_per_s:,.0f}",
+                    f"{t.peak_rss_mib:,.1f}",
+                ]
+            )
     lines += _table(
-        ["tool", "wall s", "cpu s", "packets/s", "MB/s", "Mbit/s", "peak RSS MiB"], rows
+        ["mix", "tool", "wall s", "cpu s", "packets/s", "MB/s", "Mbit/s", "peak RSS MiB"],
+        rows,
+        left=2,
     )
-    if report.tshark is not None and report.tshark.exit_code:
-        lines.append(f"(tshark exited with {report.tshark.exit_code})")
-    ratio = report.ratio
-    if ratio is not None:
-        lines.append(f"replay/tshark speed: {ratio:.2f}x (packets/s; above 1: medmon is faster)")
-    elif report.tshark is None:
-        lines.append("tshark: not measured")
+    for run in runs:
+        name = f" ({run.name})" if several else ""
+        if run.tshark is not None and run.tshark.exit_code:
+            lines.append(f"(tshark{name} exited with {run.tshark.exit_code})")
+        ratio = run.ratio
+        if ratio is not None:
+            lines.append(
+                f"replay/tshark speed{name}: {ratio:.2f}x (packets/s; above 1: medmon is faster)"
+            )
+        elif run.tshark is None:
+            lines.append(f"tshark{name}: not measured")
+    bulk_ratio = report.bulk_ratio
+    if bulk_ratio is not None:
+        lines.append(
+            f"dicom-bulk/generic replay speed: {bulk_ratio:.2f}x "
+            "(MB/s; at least 1: DICOM bulk replays at least as fast as the mix)"
+        )
     if report.scaling is not None:
         sc = report.scaling
-        lines += ["", f"memory scaling (same {sc.points[0].flows:,} flows):"]
+        lines += ["", f"memory scaling (generic mix, same {sc.points[0].flows:,} flows):"]
         lines += _table(
             ["packets", "capture MB", "wall s", "peak RSS MiB"],
             [

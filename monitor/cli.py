@@ -474,6 +474,14 @@ def runs(db: str, fmt: str) -> None:
     "--scaling", is_flag=True, help="Also replay a 4x larger mix: is peak memory bounded?"
 )
 @click.option(
+    "--mix",
+    type=click.Choice(["generic", "dicom-bulk", "both"]),
+    default="both",
+    show_default=True,
+    help="generic: the hospital mix (--packets); dicom-bulk: CT images stored on a PACS "
+    "(min(--packets, 300000) packets); both: each, and the ratio of their MB/s.",
+)
+@click.option(
     "--format",
     "fmt",
     type=click.Choice(["table", "json"]),
@@ -481,22 +489,28 @@ def runs(db: str, fmt: str) -> None:
     show_default=True,
     help="table for people, json for tools.",
 )
-def bench(packets: int, keep: str | None, no_tshark: bool, scaling: bool, fmt: str) -> None:
+def bench(
+    packets: int, keep: str | None, no_tshark: bool, scaling: bool, mix: str, fmt: str
+) -> None:
     """Measure this machine's throughput on generated hospital traffic.
 
     Generates a realistic mix (about 4,000 hosts, 50,000 flows, 10% IPv6, 5% VLAN-tagged,
     payloads from bare ACKs to 1460 bytes, some DICOM and HL7), then times `medmon replay` end
     to end in a subprocess (packets/s, MB/s, peak memory) and, when installed, tshark's field
-    extraction on the same file. Generated captures are cached in ~/.cache/medmon.
+    extraction on the same file. Generated captures are cached in ~/.cache/medmon. By default
+    (--mix both) a capture of DICOM bulk too: CT scanners storing 512x512 16-bit images on a
+    PACS, C-STORE after C-STORE; the report compares the two in MB/s.
 
     Example:
 
-        medmon bench --packets 1000000 --scaling
+        medmon bench --mix generic --packets 1000000 --scaling
     """
     from monitor.bench import BenchError, format_report, run_bench
 
     try:
-        report = run_bench(packets=packets, keep=keep, tshark=not no_tshark, scaling=scaling)
+        report = run_bench(
+            packets=packets, keep=keep, tshark=not no_tshark, scaling=scaling, mix=mix
+        )
     except BenchError as e:
         log.error("%s", e)
         raise click.exceptions.Exit(2) from None

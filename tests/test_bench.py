@@ -1,7 +1,8 @@
-"""bench.py: the generated mix checked against tshark, and the report's shape.
+"""bench.py: the generated mixes checked against tshark, and the report's shape.
 
-Small and fast: a 20,000-packet mix, generated once. No test asserts a time or a rate (only
-that rates are positive): machines differ, and this one is shared.
+Small and fast: a 20,000-packet mix and an 8-image DICOM bulk capture, each generated once. No
+test asserts a time or a rate (only that rates are positive): machines differ, and this one is
+shared.
 """
 
 from __future__ import annotations
@@ -13,22 +14,28 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import duckdb
 import pytest
+from click.testing import CliRunner
 
-from monitor import bench
+from monitor import api, bench
 from monitor.bench import (
     BenchError,
     BenchReport,
     Measurement,
     MemoryScaling,
+    MixRun,
     MixStats,
     ScalingPoint,
     format_report,
+    generate_dicom_bulk,
     generate_mix,
     memory_scaling,
     run_bench,
 )
+from monitor.cli import cli
 
 from conftest import need_tshark
 
@@ -301,9 +308,8 @@ def test_captures_are_cached_and_kept(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     path, _, origin = bench._obtain_capture(2000, 1, 100, None)
     assert origin == "generated"
-    assert (
-        Path(path) == bench.cache_path(2000, 1, 100) == tmp_path / "cache/medmon/bench-2000-1.pcap"
-    )
+    assert Path(path) == bench.cache_path(2000, 1, 100)
+    assert Path(path) == tmp_path / "cache/medmon/bench-generic-2000-1.pcap"
     again, stats, origin = bench._obtain_capture(2000, 1, 100, None)
     assert (again, origin, stats.packets) == (path, "cache", 2000)
     # A kept capture with the right packet count is used as it is, even without stats.
@@ -413,4 +419,349 @@ def test_run_bench_with_scaling_reuses_its_replay(tmp_path: Path) -> None:
     small, big = report.scaling.points
     assert small.peak_rss_mib == report.replay.peak_rss_mib
     assert (small.packets, big.packets, small.flows, big.flows) == (5000, 20_000, 250, 250)
-    assert "memory scaling (same 250 flows)" in format_report(report)
+    assert "memory scaling (generic mix, same 250 flows)" in format_report(report)
+
+
+# ---------------------------------------------------------------- the DICOM bulk mix
+
+BULK_IMAGES, BULK_ASSOCIATIONS = 8, 5
+CANARIES = ("CANARY", "PHI-CANARY-0001", "19000101")
+
+
+@pytest.fixture(scope="module")
+def bulk(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, MixStats]:
+    """8 full-size CT images (512 x 512 x 2 bytes) in 5 associations from 4 scanners."""
+    path = tmp_path_factory.mktemp("bulk") / "bulk.pcap"
+    stats = generate_dicom_bulk(str(path), images=BULK_IMAGES, associations=BULK_ASSOCIATIONS)
+    return path, stats
+
+
+def _frames(path: Path) -> list[bytes]:
+    data = path.read_bytes()
+    off, frames = 24, []
+    while off < len(data):
+        incl = struct.unpack_from("<I", data, off + 8)[0]
+        frames.append(data[off + 16 : off + 16 + incl])
+        off += 16 + incl
+    return frames
+
+
+def test_bulk_stats_and_layout(bulk: tuple[Path, MixStats]) -> None:
+    path, stats = bulk
+    frames = _frames(path)
+    assert stats.mix == "dicom-bulk" and stats.images == BULK_IMAGES
+    assert stats.image_bytes == bench.BULK_IMAGE_BYTES == 512 * 512 * 2
+    assert stats.packets == len(frames) and stats.bytes == sum(map(len, frames))
+    assert stats.file_size == path.stat().st_size == 24 + 16 * stats.packets + stats.bytes
+    assert stats.flows == {"dicom": BULK_ASSOCIATIONS} and stats.tcp_flows == BULK_ASSOCIATIONS
+    assert stats.hosts == 5  # 4 scanners, 1 PACS
+    assert all(len(f) <= 1514 for f in frames)
+    full = sum(len(f) == 1514 for f in frames)
+    assert full > 0.6 * len(frames)  # bulk: mostly full segments, then the PACS's ACKs
+    assert stats.bytes > BULK_IMAGES * bench.BULK_IMAGE_BYTES
+    assert len({hashlib.blake2b(f, digest_size=16).digest() for f in frames}) == len(frames)
+    data = path.read_bytes()
+    assert b"CANARY^PHI" in data and b"PHI-CANARY-0001" in data  # what medmon must not keep
+
+
+def test_bulk_tcp_is_consistent_and_checksums_valid(bulk: tuple[Path, MixStats]) -> None:
+    path, stats = bulk
+    out = tshark("-r", str(path), "-q", "-z", "conv,tcp")
+    convs = [line for line in out.splitlines() if "<->" in line]
+    assert len(convs) == BULK_ASSOCIATIONS
+    assert {c.split()[2].rsplit(":", 1)[1] for c in convs} == {"104", "11112"}
+    bad = (
+        "tcp.analysis.retransmission || tcp.analysis.out_of_order || "
+        "tcp.analysis.lost_segment || tcp.analysis.ack_lost_segment || "
+        "tcp.analysis.duplicate_ack || tcp.analysis.zero_window"
+    )
+    assert _lines(tshark("-r", str(path), "-Y", bad)) == []
+    args = [a for p in ("ip", "tcp") for a in ("-o", f"{p}.check_checksum:TRUE")]
+    flt = "ip.checksum.status==0 || tcp.checksum.status==0"
+    assert _lines(tshark("-r", str(path), *args, "-Y", flt)) == []
+    fins = _lines(tshark("-r", str(path), "-Y", "tcp.flags.fin==1"))
+    assert len(fins) == 2 * BULK_ASSOCIATIONS
+    assert stats.duration_s > 0
+
+
+def test_bulk_decoded_by_tshark_as_dicom(bulk: tuple[Path, MixStats]) -> None:
+    path, _ = bulk
+    rows = [
+        line.split("\t")
+        for line in _lines(
+            tshark(
+                *_dicom_args(path),
+                "-Y",
+                "dicom.pdu.type == 1 || dicom.pdu.type == 2",
+                "-T",
+                "fields",
+                "-E",
+                "separator=/t",
+                "-e",
+                "dicom.pdu.type",
+                "-e",
+                "dicom.assoc.ae.calling",
+                "-e",
+                "dicom.assoc.ae.called",
+                "-e",
+                "dicom.pctx.abss.syntax",
+                "-e",
+                "dicom.pctx.xfer.syntax",
+            )
+        )
+    ]
+    rq = [r for r in rows if r[0] == "0x01"]
+    ac = [r for r in rows if r[0] == "0x02"]
+    assert len(rq) == len(ac) == BULK_ASSOCIATIONS
+    assert {r[1].strip() for r in rq} == {f"BENCH_CT0{i}" for i in range(1, 5)}
+    assert {r[2].strip() for r in rq + ac} == {"BENCH_PACS"}
+    assert all("1.2.840.10008.5.1.4.1.1.2" in r[3] for r in rq)  # CT Image Storage proposed
+    # Accepted for the storage context (the first): Explicit VR Little Endian.
+    assert all(r[4].split(",")[0].endswith("(1.2.840.10008.1.2.1)") for r in ac)
+    # Every PDU, counted: associations, a command and a data set per image, releases.
+    types = [
+        t
+        for line in _lines(
+            tshark(*_dicom_args(path), "-Y", "dicom", "-T", "fields", "-e", "dicom.pdu.type")
+        )
+        for t in line.split(",")
+    ]
+    dataset_pdus = -(-(bench.BULK_IMAGE_BYTES + 400) // bench._MAX_FRAGMENT)  # 33
+    assert types.count("0x04") == BULK_IMAGES * (2 + dataset_pdus)
+    for t in ("0x01", "0x02", "0x05", "0x06"):
+        assert types.count(t) == BULK_ASSOCIATIONS, t
+    info = " ".join(
+        _lines(tshark(*_dicom_args(path), "-Y", "dicom", "-T", "fields", "-e", "_ws.col.Info"))
+    )
+    assert info.count("C-STORE-RQ") == BULK_IMAGES
+    assert info.count("C-STORE-RSP") == info.count("(Success)") == BULK_IMAGES
+    assert "A-RELEASE" in info
+    malformed = tshark(*_dicom_args(path), "-Y", "_ws.malformed || dicom.pdu_length.invalid")
+    assert _lines(malformed) == []
+    # The data sets themselves, read by tshark with the transfer syntax the PACS accepted
+    # (explicit VR: the VRs come from the wire).
+    out = tshark(
+        *_dicom_args(path),
+        "-o",
+        "dicom.tag_tree:TRUE",
+        "-Y",
+        'dicom.tag.vr == "OW"',
+        "-T",
+        "fields",
+        "-E",
+        "separator=/t",
+        "-e",
+        "dicom.tag.vr",
+        "-e",
+        "dicom.tag.value.str",
+    )
+    datasets = [line.split("\t") for line in _lines(out)]
+    assert len(datasets) == BULK_IMAGES
+    for vrs, values in datasets:
+        assert vrs.startswith("CS,UI,UI,DA,CS,LO") and vrs.endswith(",OW")
+        assert ",CT," in values and "CANARY^PHI" in values
+    assert any("BENCH MEDICAL SYSTEMS" in values for _, values in datasets)
+
+
+def _register(db: str) -> dict[str, tuple[list[str], list[tuple[Any, ...]]]]:
+    con = duckdb.connect(db, read_only=True)
+    try:
+        tables = [
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+            ).fetchall()
+        ]
+        out = {}
+        for t in tables:
+            cur = con.execute(f'SELECT * FROM "{t}"')
+            out[t] = ([d[0] for d in cur.description], cur.fetchall())
+        return out
+    finally:
+        con.close()
+
+
+def test_bulk_replay_records_associations_devices_and_no_phi(
+    bulk: tuple[Path, MixStats], db: str
+) -> None:
+    path, _ = bulk
+    api.replay([str(path)], db=db)
+    tables = _register(db)
+    names, rows = tables["dicom_associations"]
+    assoc = [dict(zip(names, r, strict=True)) for r in rows]
+    assert len(assoc) == BULK_ASSOCIATIONS
+    assert {a["calling_ae"] for a in assoc} == {f"BENCH_CT0{i}" for i in range(1, 5)}
+    assert {a["called_ae"] for a in assoc} == {"BENCH_PACS"}
+    assert {a["server_ip"] for a in assoc} == {"10.30.0.1"}
+    assert {a["server_port"] for a in assoc} == {104, 11112}
+    assert {a["result"] for a in assoc} == {"accepted"}
+    stored = 0
+    for a in assoc:
+        assert {"C-STORE-RQ", "C-STORE-RSP"} <= set(a["commands"])
+        counts = json.loads(a["command_counts"])
+        assert counts["C-STORE-RQ"] == counts["C-STORE-RSP"]
+        assert json.loads(a["statuses"])["C-STORE-RSP"] == {"0x0000": counts["C-STORE-RSP"]}
+        stored += counts["C-STORE-RQ"]
+        ctx = {c["abstract_syntax"]: c for c in json.loads(a["presentation_contexts"])}
+        assert ctx["1.2.840.10008.5.1.4.1.1.2"]["transfer_syntax"] == "1.2.840.10008.1.2.1"
+    assert stored == BULK_IMAGES
+    names, rows = tables["dicom_devices"]
+    devices = {
+        (d["ip"], d["modality"], d["manufacturer"], d["model"], d["station_name"])
+        for d in (dict(zip(names, r, strict=True)) for r in rows)
+    }
+    assert devices == {
+        ("10.20.0.1", "CT", "BENCH MEDICAL SYSTEMS", "BENCH CT 64", "BENCH_CT01"),
+        ("10.20.0.2", "CT", "SYNTHETIC IMAGING", "SYNTH-CT 128", "BENCH_CT02"),
+        ("10.20.0.3", "CT", "EXAMPLE HEALTHCARE", "EXAMPLE CT 256", "BENCH_CT03"),
+        ("10.20.0.4", "CT", "MEDMON TEST DEVICES", "TEST CT 16", "BENCH_CT04"),
+    }
+    first = dict(zip(names, rows[0], strict=True))
+    assert first["transfer_syntax"] == "1.2.840.10008.1.2.1"
+    assert first["sop_class_uid"] == "1.2.840.10008.5.1.4.1.1.2"
+    # No canary anywhere in the register: not in a column, a list or a JSON document.
+    for table, (_, table_rows) in tables.items():
+        text = repr(table_rows)
+        for canary in CANARIES:
+            assert canary not in text, (table, canary)
+
+
+def test_bulk_images_for_a_packet_count() -> None:
+    images = bench.bulk_images_for(300_000)
+    plan = bench._bulk_plan(images, bench.BULK_IMAGE_BYTES, None, 4, 1)
+    per_image = plan.image_segments() * 3 // 2 + 2
+    assert abs(plan.packets() - 300_000) <= per_image
+    assert 500 <= images <= 600 and len(plan.associations) == -(-images // 100)
+    assert bench.bulk_images_for(1000) == 1
+
+
+def test_bulk_generation_is_deterministic_and_checked(tmp_path: Path) -> None:
+    a, b, c = (tmp_path / n for n in ("a.pcap", "b.pcap", "c.pcap"))
+    small = 32 * 512 * 2
+    sa = generate_dicom_bulk(str(a), images=6, image_bytes=small, seed=7)
+    generate_dicom_bulk(str(b), images=6, image_bytes=small, seed=7)
+    generate_dicom_bulk(str(c), images=6, image_bytes=small, seed=8)
+    assert _sha256(a) == _sha256(b) != _sha256(c)
+    assert sa.flows == {"dicom": 4}  # at least one association per scanner
+    one = generate_dicom_bulk(str(c), images=3, image_bytes=small, associations=1)
+    assert (one.flows, one.hosts) == ({"dicom": 1}, 2)
+    for kwargs in ({"images": 0}, {"image_bytes": 1001}, {"associations": 0}, {"modalities": 0}):
+        with pytest.raises(ValueError):
+            generate_dicom_bulk(str(tmp_path / "x.pcap"), **kwargs)
+    assert not (tmp_path / "x.pcap").exists()
+
+
+def test_bulk_captures_are_cached_and_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path, stats, origin = bench._obtain_capture(3000, 1, 150, None, "dicom-bulk")
+    assert origin == "generated" and stats.mix == "dicom-bulk"
+    assert Path(path) == tmp_path / "cache/medmon/bench-dicom-bulk-3000-1.pcap"
+    assert Path(path) == bench.cache_path(3000, 1, 150, "dicom-bulk")
+    again, stats2, origin = bench._obtain_capture(3000, 1, 150, None, "dicom-bulk")
+    assert (again, origin, stats2.packets) == (path, "cache", stats.packets)
+    # The generic capture of the same size is another file.
+    assert bench.cache_path(3000, 1, 150) != Path(path)
+    # A kept copy without its stats is recognised by its frame count.
+    kept = tmp_path / "kept.pcap"
+    shutil.copy(path, kept)
+    _, stats3, origin = bench._obtain_capture(3000, 1, 150, str(kept), "dicom-bulk")
+    assert (origin, stats3.packets, stats3.mix) == ("kept", stats.packets, "dicom-bulk")
+    with pytest.raises(ValueError):
+        bench.cache_path(3000, mix="bulk")
+
+
+def test_run_bench_both_mixes(tmp_path: Path) -> None:
+    if not _replay_available():
+        pytest.fail("`python -m monitor replay --help` fails: the pipeline is not assembled")
+    keep = tmp_path / "b.pcap"
+    report = run_bench(
+        packets=5000, keep=str(keep), tshark=False, workdir=str(tmp_path), mix="both"
+    )
+    assert [r.name for r in report.runs] == ["generic", "dicom-bulk"]
+    assert report.mix_name == "generic" and report.mix.packets == 5000
+    bulk_run = report.run("dicom-bulk")
+    assert bulk_run is not None and bulk_run.capture == str(tmp_path / "b-dicom-bulk.pcap")
+    assert bulk_run.mix.mix == "dicom-bulk" and bulk_run.mix.images == bench.bulk_images_for(5000)
+    assert bulk_run.replay.exit_code == 0 and bulk_run.replay.mb_per_s > 0
+    assert report.bulk_ratio is not None and report.bulk_ratio > 0
+    text = format_report(report)
+    assert "dicom-bulk/generic replay speed:" in text and "C-STOREs of 524,288-byte" in text
+    assert "tshark (generic): not measured" in text
+    d = json.loads(json.dumps(report.to_dict()))
+    assert [m["name"] for m in d["mixes"]] == ["generic", "dicom-bulk"]
+    assert d["dicom_bulk_generic_mb_ratio"] > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "b-dicom-bulk.pcap",
+        "b-dicom-bulk.pcap.json",
+        "b.pcap",
+        "b.pcap.json",
+    ]
+    again = run_bench(packets=5000, keep=str(keep), tshark=False, workdir=str(tmp_path), mix="both")
+    assert [r.capture_origin for r in again.runs] == ["kept", "kept"]
+    # One mix alone: it is the report's first (and only) run.
+    only = run_bench(
+        packets=5000,
+        keep=str(tmp_path / "o.pcap"),
+        tshark=False,
+        workdir=str(tmp_path),
+        mix="dicom-bulk",
+    )
+    assert only.mix_name == "dicom-bulk" and only.others == [] and only.bulk_ratio is None
+    with pytest.raises(ValueError):
+        run_bench(packets=5000, mix="bulk")
+
+
+def test_cli_bench_mix(tmp_path: Path) -> None:
+    if not _replay_available():
+        pytest.fail("`python -m monitor replay --help` fails: the pipeline is not assembled")
+    keep = tmp_path / "c.pcap"
+    args = ["bench", "--mix", "dicom-bulk", "--packets", "3000", "--no-tshark"]
+    result = CliRunner().invoke(cli, [*args, "--keep", str(keep), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    d = json.loads(result.output)
+    assert d["mix_name"] == "dicom-bulk" and d["mix"]["mix"] == "dicom-bulk"
+    assert d["replay"]["packets"] == d["mix"]["packets"] > 0
+    result = CliRunner().invoke(cli, ["bench", "--mix", "bulk"])
+    assert result.exit_code == 2
+
+
+def test_report_with_two_mixes() -> None:
+    """Two mixes' rows and their MB/s ratio, on made-up numbers."""
+    generic = MixStats(path="g.pcap", packets=1000, bytes=700_000, file_size=716_024)
+    bulk_stats = MixStats(
+        path="d.pcap",
+        packets=1000,
+        bytes=1_000_000,
+        file_size=1_016_024,
+        flows={"dicom": 2},
+        tcp_flows=2,
+        hosts=3,
+        mix="dicom-bulk",
+        images=2,
+        image_bytes=524_288,
+    )
+    replay = Measurement("medmon replay", ["python"], 2.0, 1.9, 100.0, 1000, 700_000)
+    bulk_replay = Measurement("medmon replay", ["python"], 1.0, 0.9, 90.0, 1000, 1_000_000)
+    ts = Measurement("tshark", ["tshark"], 4.0, 3.9, 50.0, 1000, 1_000_000)
+    report = BenchReport(
+        bench.machine_info(),
+        generic,
+        "g.pcap",
+        "cache",
+        replay,
+        None,
+        others=[MixRun("dicom-bulk", bulk_stats, "d.pcap", "generated", bulk_replay, ts)],
+    )
+    assert report.bulk_ratio == pytest.approx(1.0 / 0.35)
+    assert report.ratio is None and report.others[0].ratio == pytest.approx(4.0)
+    text = format_report(report)
+    lines = text.splitlines()
+    assert any(line.startswith("generic     medmon replay") for line in lines)
+    assert any(line.startswith("dicom-bulk  medmon replay") for line in lines)
+    assert any(line.startswith("dicom-bulk  tshark") for line in lines)
+    assert "dicom-bulk/generic replay speed: 2.86x" in text
+    assert "replay/tshark speed (dicom-bulk): 4.00x" in text
+    assert "2 DICOM associations from 2 CT scanners" in text
+    d = json.loads(json.dumps(report.to_dict()))
+    assert d["dicom_bulk_generic_mb_ratio"] == pytest.approx(2.8571, abs=1e-4)
+    assert d["mixes"][1]["replay_tshark_ratio"] == 4.0
