@@ -1,8 +1,9 @@
 """Build script: compiles the per-packet modules with mypyc when it can.
 
-medmon is a Python package; this only makes it faster. ``decode.py``, ``flows.py`` and
-``streams.py`` run once per packet, and compiled with mypyc (the compiler that ships with
-mypy, using the modules' own type hints) they run about twice as fast. When compiling is not
+medmon is a Python package; this only makes it faster. ``decode.py``, ``flows.py``,
+``streams.py`` and the DICOM and HL7 parsers run once per packet or PDU, and compiled with
+mypyc (the compiler that ships with mypy, using the modules' own type hints) they run about
+twice as fast. When compiling is not
 possible (no C compiler or Python headers) or not wanted (``MEDMON_PURE_PYTHON=1``), the
 build goes on without it and medmon runs the same code as plain Python.
 
@@ -22,8 +23,20 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
-#: Compiled together, in this order; monitor/__init__.py keeps the same list.
-COMPILED = ("monitor/decode.py", "monitor/flows.py", "monitor/streams.py")
+#: Compiled together; monitor/__init__.py keeps the same list (_NATIVE).
+COMPILED = (
+    "monitor/decode.py",
+    "monitor/flows.py",
+    "monitor/streams.py",
+    "monitor/parsers/dicom/pdu.py",
+    "monitor/parsers/dicom/items.py",
+    "monitor/parsers/dicom/dimse.py",
+    "monitor/parsers/dicom/dataset.py",
+    "monitor/parsers/dicom/analyzer.py",
+    "monitor/parsers/hl7/mllp.py",
+    "monitor/parsers/hl7/msh.py",
+    "monitor/parsers/hl7/analyzer.py",
+)
 HERE = Path(__file__).resolve().parent
 
 

@@ -12,6 +12,8 @@ loaded instead, so a stale build never shadows the code in the tree.
 from __future__ import annotations
 
 import hashlib
+import importlib.abc
+import importlib.machinery
 import importlib.util
 import json
 import os
@@ -20,13 +22,40 @@ from pathlib import Path
 
 __version__ = "0.1.0"
 
-#: Modules setup.py may compile, in dependency order.
-_NATIVE = ("decode", "flows", "streams")
+#: Modules setup.py may compile (paths relative to this package). Keep in step with setup.py.
+_NATIVE = (
+    "decode.py",
+    "flows.py",
+    "streams.py",
+    "parsers/dicom/pdu.py",
+    "parsers/dicom/items.py",
+    "parsers/dicom/dimse.py",
+    "parsers/dicom/dataset.py",
+    "parsers/dicom/analyzer.py",
+    "parsers/hl7/mllp.py",
+    "parsers/hl7/msh.py",
+    "parsers/hl7/analyzer.py",
+)
+
+
+class _PlainSources(importlib.abc.MetaPathFinder):
+    """Finds the compiled modules' plain sources ahead of the stale compiled versions."""
+
+    def __init__(self, here: Path) -> None:
+        self.files = {f"{__name__}." + rel[:-3].replace("/", "."): here / rel for rel in _NATIVE}
+
+    def find_spec(
+        self, fullname: str, path: object = None, target: object = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        source = self.files.get(fullname)
+        if source is None:
+            return None
+        return importlib.util.spec_from_file_location(fullname, source)
 
 
 def _choose_implementation() -> bool:
     here = Path(__file__).resolve().parent
-    if not any(next(here.glob(f"{m}.*.so"), None) for m in _NATIVE):
+    if not any(next(here.glob(rel[:-3] + ".*.so"), None) for rel in _NATIVE):
         return False
     fresh = False
     record = here / "_compiled.json"
@@ -36,21 +65,12 @@ def _choose_implementation() -> bool:
         except ValueError:
             digests = {}
         fresh = all(
-            digests.get(f"monitor/{m}.py")
-            == hashlib.sha256((here / f"{m}.py").read_bytes()).hexdigest()
-            for m in _NATIVE
+            digests.get(f"monitor/{rel}") == hashlib.sha256((here / rel).read_bytes()).hexdigest()
+            for rel in _NATIVE
         )
-    if fresh:
-        return True
-    for m in _NATIVE:  # load the plain sources ahead of the compiled modules
-        name = f"{__name__}.{m}"
-        spec = importlib.util.spec_from_file_location(name, here / f"{m}.py")
-        if spec is None or spec.loader is None:
-            continue
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return False
+    if not fresh:  # import the plain sources instead of the compiled modules
+        sys.meta_path.insert(0, _PlainSources(here))
+    return fresh
 
 
 #: Whether the compiled per-packet modules are in use.

@@ -21,7 +21,10 @@ from monitor.records import TABLES
 from monitor.register.schema import Register
 
 _TS = pa.timestamp("ns", tz="UTC")
-_RECORD_TABLE = {record: table for table, record in TABLES}
+#: record type -> (table, its column names in order): dataclasses.fields() is slow per record.
+_RECORD_FIELDS = {
+    record: (table, tuple(f.name for f in fields(record))) for table, record in TABLES
+}
 
 
 def _arrow_type(sql: str) -> pa.DataType:
@@ -100,11 +103,11 @@ class RunWriter:
 
     def add_record(self, record: Any) -> None:
         """Queue a record dataclass from :mod:`monitor.records`; its run_id is set here."""
-        table = _RECORD_TABLE[type(record)]
-        values = tuple(
-            self.run_id if f.name == "run_id" else getattr(record, f.name) for f in fields(record)
-        )
-        self.add(table, values)
+        table, names = _RECORD_FIELDS[type(record)]
+        values = [getattr(record, name) for name in names]
+        if names[0] == "run_id":
+            values[0] = self.run_id
+        self.add(table, tuple(values))
 
     def flush(self) -> None:
         """Write every queued row (still inside the transaction)."""

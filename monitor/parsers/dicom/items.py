@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Final
 
 from monitor.parsers.dicom.pdu import Anomaly
 
@@ -63,21 +64,21 @@ AE_TITLE_CONTROL_CHARS = "dicom.ae_title_control_chars"
 class ItemType:
     """PS3.8 §9.3 / PS3.7 Annex D.3.3 item types (standard spelling, STYLE S4)."""
 
-    APPLICATION_CONTEXT = 0x10
-    PRESENTATION_CONTEXT_RQ = 0x20
-    PRESENTATION_CONTEXT_AC = 0x21
-    ABSTRACT_SYNTAX = 0x30
-    TRANSFER_SYNTAX = 0x40
-    USER_INFORMATION = 0x50
-    MAXIMUM_LENGTH = 0x51
-    IMPLEMENTATION_CLASS_UID = 0x52
-    ASYNCHRONOUS_OPERATIONS_WINDOW = 0x53
-    SCP_SCU_ROLE_SELECTION = 0x54
-    IMPLEMENTATION_VERSION_NAME = 0x55
-    SOP_CLASS_EXTENDED_NEGOTIATION = 0x56
-    SOP_CLASS_COMMON_EXTENDED_NEGOTIATION = 0x57
-    USER_IDENTITY_RQ = 0x58
-    USER_IDENTITY_AC = 0x59
+    APPLICATION_CONTEXT: Final = 0x10
+    PRESENTATION_CONTEXT_RQ: Final = 0x20
+    PRESENTATION_CONTEXT_AC: Final = 0x21
+    ABSTRACT_SYNTAX: Final = 0x30
+    TRANSFER_SYNTAX: Final = 0x40
+    USER_INFORMATION: Final = 0x50
+    MAXIMUM_LENGTH: Final = 0x51
+    IMPLEMENTATION_CLASS_UID: Final = 0x52
+    ASYNCHRONOUS_OPERATIONS_WINDOW: Final = 0x53
+    SCP_SCU_ROLE_SELECTION: Final = 0x54
+    IMPLEMENTATION_VERSION_NAME: Final = 0x55
+    SOP_CLASS_EXTENDED_NEGOTIATION: Final = 0x56
+    SOP_CLASS_COMMON_EXTENDED_NEGOTIATION: Final = 0x57
+    USER_IDENTITY_RQ: Final = 0x58
+    USER_IDENTITY_AC: Final = 0x59
 
 
 #: PS3.8 Table 9-18: Presentation Context AC Result/Reason.

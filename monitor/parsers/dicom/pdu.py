@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 # PS3.8 §9.3.1: the PDU header.
 PDU_HEADER = struct.Struct(">BBL")
@@ -59,13 +59,13 @@ MCH_LAST = 0x02
 class PduType:
     """PS3.8 §9.3.1 PDU types (standard spelling, STYLE S4)."""
 
-    A_ASSOCIATE_RQ = 0x01
-    A_ASSOCIATE_AC = 0x02
-    A_ASSOCIATE_RJ = 0x03
-    P_DATA_TF = 0x04
-    A_RELEASE_RQ = 0x05
-    A_RELEASE_RP = 0x06
-    A_ABORT = 0x07
+    A_ASSOCIATE_RQ: Final = 0x01
+    A_ASSOCIATE_AC: Final = 0x02
+    A_ASSOCIATE_RJ: Final = 0x03
+    P_DATA_TF: Final = 0x04
+    A_RELEASE_RQ: Final = 0x05
+    A_RELEASE_RP: Final = 0x06
+    A_ABORT: Final = 0x07
 
 
 PDU_NAMES: dict[int, str] = {
