@@ -159,6 +159,18 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _wait_until_idle(pid: int, timeout: float) -> None:
+    """Wait until a process has consumed its input and sits waiting for more: its CPU time
+    stops growing for a second."""
+    last, still = -1.0, 0
+    deadline = time.monotonic() + timeout
+    while still < 5 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = _cpu_seconds(pid)
+        still = still + 1 if now == last else 0
+        last = now
+
+
 @pytest.mark.slow
 def test_a_replay_killed_mid_ingest_leaves_earlier_runs_intact(tmp_path: Path) -> None:
     """Kill -9 a replay while it is writing: the register keeps exactly the earlier runs.
@@ -180,14 +192,7 @@ def test_a_replay_killed_mid_ingest_leaves_earlier_runs_intact(tmp_path: Path) -
     for start in range(0, 15_000, 1000):
         proc.stdin.write(_copies(records, start, 1000))
     proc.stdin.flush()
-    # Wait until it has consumed everything and sits waiting for more.
-    last, still = -1.0, 0
-    deadline = time.monotonic() + 120
-    while still < 5 and time.monotonic() < deadline:
-        time.sleep(0.2)
-        now = _cpu_seconds(proc.pid)
-        still = still + 1 if now == last else 0
-        last = now
+    _wait_until_idle(proc.pid, 120)
     assert proc.poll() is None
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -219,13 +224,7 @@ def test_ctrl_c_mid_replay_records_nothing_and_says_so(tmp_path: Path) -> None:
     assert proc.stdin is not None and proc.stderr is not None
     proc.stdin.write(header + _copies(records, 0, 500))
     proc.stdin.flush()
-    last, still = -1.0, 0
-    deadline = time.monotonic() + 60
-    while still < 5 and time.monotonic() < deadline:
-        time.sleep(0.2)
-        now = _cpu_seconds(proc.pid)
-        still = still + 1 if now == last else 0
-        last = now
+    _wait_until_idle(proc.pid, 60)
     proc.send_signal(signal.SIGINT)
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=30) == 130
