@@ -117,7 +117,7 @@ def emit_rows(
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(names)
         for row in rows:
-            w.writerow(["" if v is None else _jsonable(v) for v in row])
+            w.writerow(["" if v is None else _csv_cell(v) for v in row])
         out.write(buf.getvalue())
         return
     from rich.console import Console
@@ -137,6 +137,13 @@ def emit_rows(
     Console(file=out, soft_wrap=False, width=width).print(table)
     if not rows:
         click.echo("(no rows)", err=True)
+
+
+def _csv_cell(value: Any) -> Any:
+    """A CSV cell: lists and objects as JSON (not Python's repr), the rest as in JSON output."""
+    if isinstance(value, list | tuple | dict):
+        return json.dumps(value, default=_jsonable, ensure_ascii=False)
+    return _jsonable(value)
 
 
 def _fmt_cell(value: Any, column: str) -> str:

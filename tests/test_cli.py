@@ -249,3 +249,11 @@ def test_parser_registry_takes_extra_ports() -> None:
     ports = {s.name: s.tcp_ports for s in parser_registry({"dicom": (4242, 104)})}
     assert ports["dicom"] == (104, 11112, 4242)
     assert ports["hl7"] == (2575,)
+
+
+def test_csv_lists_are_json(db: str) -> None:
+    run("replay", str(PCAPS / "hl7" / "mllp-adt-oru-ack.pcap"), "--db", db)
+    code, out, _err = run("hl7", "--db", db, "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and rows
+    assert json.loads(rows[0]["segments"])[0] == "MSH"
