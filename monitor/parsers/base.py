@@ -46,6 +46,10 @@ class Analyzer(Protocol):
         ...
 
 
+def _ignore_observation(about_client: bool, kind: str, value: str, ts_ns: int) -> None:
+    """Default ``FlowContext.observe``: drop it (analyzers run without a register in tests)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ParserSpec:
     """How a parser claims flows and what it runs on them (STYLE S3.6)."""
@@ -75,3 +79,50 @@ class FlowContext:
     emit: Callable[[object], None]
     #: Reports ``(name from anomalies.CATALOGUE, detail)``; the flow uid is added for you.
     anomaly: Callable[[str, str | None], None]
+    #: Records an observation about one end of the flow: ``(about_client, kind, value, ts_ns)``.
+    #: ``about_client`` True: the fact is about the client (e.g. ``http.user_agent``); False:
+    #: about the server (``http.server``). The manager adds the address, MAC and flow uid and
+    #: keeps each distinct (host, kind, value) once per run with its first/last time and count.
+    observe: Callable[[bool, str, str, int], None] = _ignore_observation
+
+
+@dataclass(slots=True)
+class DatagramContext:
+    """What a datagram handler knows about one UDP datagram and how it reports.
+
+    Addresses are text (``10.20.0.5``, ``fe80::1``), MACs ``aa:bb:cc:dd:ee:ff`` or None when
+    the link layer has none. ``observe(ip, mac, kind, value)`` records a fact about the host
+    named by ``ip`` and/or ``mac`` (either may be None, not both): a DHCP request is about its
+    ``chaddr`` MAC before the client has an address; a DHCP ACK binds ``yiaddr`` to it.
+    """
+
+    flow_uid: str
+    ts_ns: int
+    src_ip: str
+    dst_ip: str
+    src_mac: str | None
+    dst_mac: str | None
+    sport: int
+    dport: int
+    observe: Callable[[str | None, str | None, str, str], None]
+    #: Reports ``(name from anomalies.CATALOGUE, detail)``.
+    anomaly: Callable[[str, str | None], None]
+
+
+@dataclass(frozen=True, slots=True)
+class DatagramSpec:
+    """A UDP protocol read one datagram at a time (DHCP, DNS, mDNS, NBNS, SSDP, SNMP, ...).
+
+    The flow table calls ``handler`` for each datagram whose source or destination port is in
+    ``udp_ports`` (only those: it is per packet). Handlers are pure and never raise on bad
+    bytes (STYLE S3.4); they read what they need and report observations through the context.
+    """
+
+    #: Application name recorded in ``flows.app``: 'dhcp', 'dns', 'mdns', 'snmp', ...
+    name: str
+    #: One line for listings and docs.
+    description: str
+    #: UDP ports (either end) whose datagrams go to ``handler``.
+    udp_ports: tuple[int, ...]
+    #: ``(payload, context) -> None``.
+    handler: Callable[[bytes, DatagramContext], None]
