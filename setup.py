@@ -17,11 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 #: Compiled together; monitor/__init__.py keeps the same list (_NATIVE).
 COMPILED = (
@@ -41,7 +43,15 @@ HERE = Path(__file__).resolve().parent
 
 
 class OptionalBuildExt(build_ext):
-    """A failed compilation is a warning, not a failed install."""
+    """A failed compilation is a warning, not a failed install.
+
+    Always compiles (``force``): mypyc regenerates the C of every module on each build, and a
+    build that reused an older object file would pair new source digests with old code.
+    """
+
+    def finalize_options(self) -> None:
+        super().finalize_options()
+        self.force = True
 
     def run(self) -> None:
         try:
@@ -55,6 +65,23 @@ class OptionalBuildExt(build_ext):
         except Exception as e:
             _skip(f"compiling {getattr(ext, 'name', ext)} failed ({e})")
             raise
+
+
+#: Top-level data folders shipped inside the package as monitor/data/<name> (see
+#: monitor/resources.py: a wheel has no checkout around it).
+DATA_DIRS = ("fingerprints", "policies")
+
+
+class BuildPyWithData(build_py):
+    """Copies the data folders into the built package."""
+
+    def run(self) -> None:
+        super().run()
+        for name in DATA_DIRS:
+            src = HERE / name
+            if src.is_dir():
+                dst = Path(self.build_lib) / "monitor" / "data" / name
+                shutil.copytree(src, dst, dirs_exist_ok=True)
 
 
 def _skip(why: str) -> None:
@@ -76,4 +103,7 @@ def _ext_modules() -> list:
     return mypycify(list(COMPILED), opt_level="3", group_name="monitor_native")
 
 
-setup(ext_modules=_ext_modules(), cmdclass={"build_ext": OptionalBuildExt})
+setup(
+    ext_modules=_ext_modules(),
+    cmdclass={"build_ext": OptionalBuildExt, "build_py": BuildPyWithData},
+)

@@ -62,8 +62,33 @@ CATALOGUE: dict[str, str] = {
     "dicom.dataset_invalid": "A data set's element walk met an invalid VR, item tag or nesting depth; the rest of the data set is skipped.",
     "dicom.deflate_error": "A Deflated Explicit VR Little Endian data set failed to inflate; the rest of it is skipped.",
     "dicom.device_value_too_long": "A whitelisted device element is longer than 1 KiB; it is skipped unread.",
+    # tls, http, ssh, smb, ftp (handshakes and headers read for observations)
+    "tls.malformed": "A TLS record or handshake message could not be decoded (not a record header, a length past the message, a truncated hello); the flow's analysis stops.",
+    "tls.handshake_too_large": "64 KiB of one direction went by without the handshake messages needed; the flow's analysis stops.",
+    "tls.bad_certificate": "The server's leaf certificate is not decodable X.509 DER.",
+    "http.header_too_long": "An HTTP head exceeded 16 KiB without its empty line; the flow's analysis stops.",
+    "http.malformed": "A request or status line is not HTTP/1.x; the flow's analysis stops.",
+    "http.bad_content_length": "Content-Length values are not numbers or disagree; message boundaries are unknown, so the flow's analysis stops.",
+    "ssh.no_banner": "A side sent 8 KiB without an SSH version exchange line.",
+    "smb.malformed": "An SMB session packet type, SMB1/SMB2 command layout or NTLMSSP message is invalid or truncated.",
+    "ftp.malformed": "The FTP server's first line is not an RFC 959 reply.",
+    # udp datagrams (dhcp, dns, mdns, llmnr, netbios, ssdp, ws-discovery, snmp)
+    "dhcp.malformed": "A DHCP datagram is under 240 bytes, has a bad magic cookie, or an op other than 1 or 2.",
+    "dhcp.truncated_option": "A DHCP option runs past the end of its area; the options before it are kept.",
+    "dhcp.bad_option_length": "DHCP option 50, 52, 53 or 54 has the wrong fixed length; it is dropped.",
+    "dhcp.bad_fqdn": "A DHCP option 81 name in wire format has a label running past the option, or the option is under 3 bytes.",
+    "dns.malformed": "A DNS, mDNS or LLMNR message is cut short in its header, a question, a record or its RDATA.",
+    "dns.bad_name": "A DNS name has a compression pointer loop or a pointer outside the message, a reserved label type, or exceeds 255 octets.",
+    "netbios.malformed": "An NBNS or NetBIOS datagram is cut short, carries user data that is not SMB, or a browser announcement is too short.",
+    "netbios.bad_name": "A NetBIOS name is not a 32-byte encoded label, has a byte outside 'A'..'P', or its pointer is cut or loops.",
+    "ssdp.malformed": "A datagram on port 1900 does not start with an HTTP/1.x start line.",
+    "wsd.malformed": "A datagram on port 3702 has no WS-Addressing Action element.",
+    "snmp.malformed": "SNMP BER is unreadable: a wrong tag, a length overrun, an indefinite length, a multi-byte tag or an unknown PDU tag.",
     # flows
     "flow.evicted": "The flow table was full; the least recently seen flows were flushed early.",
+    # observations
+    "observation.table_full": "The run's distinct observations reached their bound; new facts were dropped (facts already kept are still counted).",
+    "udp.datagram_handler_error": "A datagram parser raised on a UDP payload (a bug); that datagram was skipped.",
 }
 
 

@@ -17,12 +17,20 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from monitor import anomalies as anomaly_catalogue
 from monitor.decode import LINKTYPE_NAMES
+from monitor.fingerprint.assets import fingerprinter
+from monitor.fingerprint.engine import Engine
+from monitor.fingerprint.oui import OuiTable
+from monitor.fingerprint.rules import RuleError, RuleSet, load_rules
 from monitor.flows import Flow, FlowConfig, FlowTable, TableStats
-from monitor.parsers import REGISTRY, ParserSpec
+from monitor.observations import ObservationCollector
+from monitor.parsers import DATAGRAM_REGISTRY, REGISTRY, ParserSpec
 from monitor.register import RegisterError, open_register
 from monitor.register.ingest import (
     RunWriter,
@@ -30,6 +38,8 @@ from monitor.register.ingest import (
     recorded_captures,
     recorded_quick_ids,
 )
+from monitor.register.inventory import update_inventory
+from monitor.resources import data_dir, site_fingerprints
 from monitor.source import FileStats, LazyMerge, expand_paths, file_digest
 from monitor.streams import StreamManager
 
@@ -63,6 +73,7 @@ class ReplayResult:
     errors: list[str] = field(default_factory=list)  #: inputs that could not be read at all
     warnings: list[str] = field(default_factory=list)  #: damage found while reading
     anomalies: dict[str, int] = field(default_factory=dict)
+    assets: int = 0  #: devices whose asset row this run (re)computed
 
     @property
     def packets_per_second(self) -> float:
@@ -82,6 +93,7 @@ def replay(
     config: FlowConfig | None = None,
     stdin: Any = None,
     ports: dict[str, tuple[int, ...]] | None = None,
+    site_rules: str | None = None,
 ) -> ReplayResult:
     """Analyse capture files or directories (``-`` for standard input) into the register.
 
@@ -90,9 +102,12 @@ def replay(
     traffic is parsed without waiting for the content probe (which finds it on any port
     too). Raises :class:`InputError` when no input could be read at all or a port names no
     parser, and :class:`~monitor.register.RegisterError` when the register cannot be used.
+    ``site_rules`` is a folder of site fingerprint rules (default: :func:`monitor.resources.
+    site_fingerprints`); invalid rules raise :class:`InputError` before anything is read.
     """
     result = ReplayResult()
     registry = parser_registry(ports or {})
+    rules = fingerprint_rules(site_rules)
     files, errors = expand_paths(paths)
     result.errors.extend(errors)
     dbpath = db or default_db()
@@ -141,8 +156,39 @@ def replay(
             return result
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="medmon-hash") as pool:
             hashed = pool.submit(lambda: {p: file_digest(p) for p in to_hash})
-            _run(reg, merge, result, paths, force, progress, config, hashed, quick, registry)
+            _run(reg, merge, result, paths, force, progress, config, hashed, quick, registry, rules)
     return result
+
+
+_RULES_CACHE: dict[tuple[Any, ...], RuleSet] = {}
+
+
+def fingerprint_rules(site: str | None = None) -> RuleSet:
+    """The shipped fingerprint rules plus the site's (validated; cached while the files are
+    unchanged). Raises :class:`InputError` with one line per error."""
+    dirs = [data_dir("fingerprints")]
+    site_dir = site_fingerprints(site)
+    if site_dir is not None:
+        if not site_dir.is_dir():
+            raise InputError(f"{site_dir}: site fingerprint folder does not exist")
+        dirs.append(site_dir)
+    stamp = tuple((str(p), p.stat().st_mtime_ns) for d in dirs for p in sorted(d.rglob("*.y*ml")))
+    cached = _RULES_CACHE.get(stamp)
+    if cached is not None:
+        return cached
+    try:
+        rules = load_rules(dirs)
+    except RuleError as e:
+        raise InputError(str(e)) from None
+    _RULES_CACHE.clear()
+    _RULES_CACHE[stamp] = rules
+    return rules
+
+
+@lru_cache(maxsize=1)
+def oui_table() -> OuiTable:
+    """The MAC prefix table shipped in ``fingerprints/oui/``."""
+    return OuiTable.load(data_dir("fingerprints") / "oui" / "manuf.tsv.gz")
 
 
 def parser_registry(ports: dict[str, tuple[int, ...]]) -> tuple[ParserSpec, ...]:
@@ -187,6 +233,7 @@ def _run(
     hashed: Future[dict[str, str]],
     quick: dict[str, str],
     registry: tuple[ParserSpec, ...],
+    rules: RuleSet,
 ) -> None:
     started = time.perf_counter()
     with RunWriter(reg) as writer:
@@ -209,9 +256,19 @@ def _run(
             service_ports=config.service_ports
             | frozenset(p for spec in registry for p in spec.tcp_ports),
         )
-        streams = StreamManager(registry, emit=writer.add_record, anomaly=stream_anomaly)
+        collector = ObservationCollector(DATAGRAM_REGISTRY, anomaly=stream_anomaly)
+        streams = StreamManager(
+            registry,
+            emit=writer.add_record,
+            anomaly=stream_anomaly,
+            observer=collector.flow_observer,
+        )
         table = FlowTable(
-            flow_sink, streams=streams, config=config, on_unsupported=unsupported_types.append
+            flow_sink,
+            streams=streams,
+            config=config,
+            on_unsupported=unsupported_types.append,
+            observer=collector,
         )
         try:
             table.process(merge, progress=progress)
@@ -269,8 +326,16 @@ def _run(
                     list(s.warnings),
                 ),
             )
+        writer.add_many("observations", collector.rows(run_id))
         writer.flush()
         label_dicom_tls(reg, run_id)
+        inventory = update_inventory(
+            writer,
+            run_id,
+            fingerprint=fingerprinter(Engine(rules), date.today()),
+            oui_lookup=oui_table().lookup,
+        )
+        result.assets = inventory.assets
         counts = dict(stats.anomalies)
         for name, n in stream_anomalies.items():
             counts[name] = counts.get(name, 0) + n
@@ -429,3 +494,105 @@ __all__ = [
     "replay",
     "runs",
 ]
+
+
+def assets(
+    *,
+    db: str | None = None,
+    ip: str | None = None,
+    device_class: str | None = None,
+    limit: int | None = None,
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The device inventory: one row per device, by address."""
+    with open_register(db or default_db(), read_only=True) as reg:
+        where: list[str] = []
+        params: list[Any] = []
+        if ip is not None:
+            where.append("(ip = ? OR list_contains(addresses, ?))")
+            params.extend([ip, ip])
+        if device_class is not None:
+            where.append("device_class = ?")
+            params.append(device_class)
+        sql = "SELECT * FROM assets"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY ip NULLS LAST, asset_id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return reg.query(sql, params)
+
+
+#: Columns ``medmon assets`` shows in a table (all columns go to json/csv).
+ASSET_TABLE_COLUMNS = (
+    "ip",
+    "mac",
+    "hostname",
+    "vendor",
+    "model",
+    "device_class",
+    "os",
+    "software_version",
+    "patchable",
+    "confidence",
+    "last_seen",
+)
+
+
+class NotFound(InputError):
+    """The address or MAC names no device of the register."""
+
+
+def explain(
+    who: str, *, db: str | None = None, site_rules: str | None = None, as_of: date | None = None
+) -> str:
+    """``medmon fingerprint explain``: why the device at address or MAC ``who`` is what the
+    inventory says, from its signals and the current rules (text)."""
+    from monitor.fingerprint.assets import device
+    from monitor.fingerprint.explain import render
+
+    rules = fingerprint_rules(site_rules)
+    key = who.strip().lower()
+    with open_register(db or default_db(), read_only=True) as reg:
+        _names, found = reg.query(
+            """
+            SELECT asset_id, ip, mac FROM assets
+            WHERE ip = ? OR lower(mac) = ? OR list_contains(addresses, ?) OR asset_id = ?
+            ORDER BY last_seen DESC LIMIT 1
+            """,
+            [who, key, who, who],
+        )
+        if not found:
+            raise NotFound(f"{who}: no device with this address or MAC in {reg.path}")
+        asset_id, ip, mac = found[0]
+        _names, signals = reg.query(
+            """
+            SELECT kind, value, first_seen, last_seen, source FROM asset_signals
+            WHERE asset_id = ? ORDER BY kind, last_seen DESC, value
+            """,
+            [asset_id],
+        )
+    dev = device(asset_id, ip, mac, [tuple(s) for s in signals])
+    fp = Engine(rules).fingerprint(dev, as_of or date.today())
+    return render(dev, fp, rules)
+
+
+def lint_fingerprints(paths: Sequence[str] = ()) -> list[str]:
+    """``medmon fingerprint lint``: one ``file:line: ...`` line per problem in the rule folders
+    ``paths`` (default: the shipped rules and the site folder). Site folders are checked
+    together with the shipped rules they extend."""
+    from monitor.fingerprint.rules import lint
+
+    shipped = data_dir("fingerprints")
+    dirs = [shipped]
+    for p in paths:
+        d = Path(p)
+        if not d.exists():
+            return [f"{p}: no such file or directory"]
+        if d.resolve() != shipped.resolve():
+            dirs.append(d)
+    if not paths:
+        site = site_fingerprints()
+        if site is not None:
+            dirs.append(site)
+    return lint(dirs)

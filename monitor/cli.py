@@ -208,6 +208,17 @@ def cli(ctx: click.Context, log_format: str, debug: bool) -> None:
     _setup_logging(log_format, debug)
 
 
+def rules_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--rules DIR``: the site's own fingerprint rules, loaded after the shipped ones."""
+    return click.option(
+        "--rules",
+        metavar="DIR",
+        default=None,
+        help="Site fingerprint rules folder "
+        "[$MEDMON_SITE_FINGERPRINTS, else /etc/medmon/fingerprints].",
+    )(fn)
+
+
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @db_option
@@ -228,6 +239,7 @@ def cli(ctx: click.Context, log_format: str, debug: bool) -> None:
     help="Also parse this server port as this protocol, e.g. dicom=4242 or hl7=6661 "
     "(repeatable). Content probes find DICOM and HL7 on any port anyway.",
 )
+@rules_option
 def replay(
     paths: tuple[str, ...],
     db: str,
@@ -235,6 +247,7 @@ def replay(
     quiet: bool,
     max_flows: int | None,
     ports: dict[str, tuple[int, ...]],
+    rules: str | None,
 ) -> None:
     """Analyse captures into the register.
 
@@ -262,9 +275,12 @@ def replay(
                     progress=progress_ctx.update,
                     config=config,
                     ports=ports,
+                    site_rules=rules,
                 )
         else:
-            result = api.replay(paths, db=db, force=force, config=config, ports=ports)
+            result = api.replay(
+                paths, db=db, force=force, config=config, ports=ports, site_rules=rules
+            )
     except api.InputError as e:
         for line in str(e).splitlines():
             log.error("%s", line)
@@ -280,7 +296,7 @@ def replay(
         mb = result.bytes / 1e6
         msg = (
             f"run {result.run_id}: {result.packets:,} packets ({mb:,.1f} MB) from "
-            f"{len(result.files)} capture(s), {result.flows:,} flows, "
+            f"{len(result.files)} capture(s), {result.flows:,} flows, {result.assets:,} devices, "
             f"{result.duplicates:,} duplicates, in {result.seconds:.2f} s "
             f"({result.packets_per_second:,.0f} packets/s) -> {db}"
         )
@@ -445,6 +461,79 @@ def hl7(db: str, fmt: str, run_id: int | None, ip: str | None, limit: int | None
         "ack_code",
     )
     emit_rows(names, rows, fmt, cols, title="hl7 messages")
+
+
+@cli.command()
+@db_option
+@output_options
+@click.option("--ip", metavar="ADDRESS", default=None, help="Only the device with this address.")
+@click.option(
+    "--class", "device_class", metavar="CLASS", default=None, help="Only this device class."
+)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many rows.")
+def assets(db: str, fmt: str, ip: str | None, device_class: str | None, limit: int | None) -> None:
+    """The device inventory: what each device is, its OS and software, whether it can be
+    patched, and the evidence (in json/csv: which rule and which observation set each field).
+
+    Example:
+
+        medmon assets --class ct --format json
+    """
+    names, rows = api.assets(db=db, ip=ip, device_class=device_class, limit=limit)
+    emit_rows(names, rows, fmt, api.ASSET_TABLE_COLUMNS, title="assets")
+
+
+@cli.group()
+def fingerprint() -> None:
+    """Device fingerprint rules: explain a device, lint rule files.
+
+    The rules are YAML files (fingerprints/README.md says how to write one); a site's own
+    rules go in a folder of their own (--rules, $MEDMON_SITE_FINGERPRINTS or
+    /etc/medmon/fingerprints) that upgrades never touch.
+
+    Example:
+
+        medmon fingerprint explain 10.20.0.21 && medmon fingerprint lint
+    """
+
+
+@fingerprint.command()
+@click.argument("who", metavar="IP|MAC")
+@db_option
+@rules_option
+def explain(who: str, db: str, rules: str | None) -> None:
+    """Why a device is what the inventory says: its observations, the rules that fired, why
+    each field has its value, and its observations as a ready match: block for a site rule.
+
+    Example:
+
+        medmon fingerprint explain 10.20.0.21
+    """
+    try:
+        click.echo(api.explain(who, db=db, site_rules=rules))
+    except api.InputError as e:
+        for line in str(e).splitlines():
+            log.error("%s", line)
+        raise click.exceptions.Exit(2) from None
+
+
+@fingerprint.command()
+@click.argument("dirs", nargs=-1, metavar="[DIR]...")
+def lint(dirs: tuple[str, ...]) -> None:
+    """Check fingerprint rule files: one line per error, with file:line. Exit 2 on errors.
+
+    With no DIR, the shipped rules and the site folder; a DIR is checked together with the
+    shipped rules it extends (site rule ids start with 'site.').
+
+    Example:
+
+        medmon fingerprint lint /etc/medmon/fingerprints
+    """
+    errors = api.lint_fingerprints(dirs)
+    for line in errors:
+        click.echo(line)
+    if errors:
+        raise click.exceptions.Exit(2)
 
 
 @cli.command()

@@ -255,7 +255,15 @@ def decode(linktype: int, data: bytes) -> RawPacket | None:
         inner = _U32LE(data, 4)[0]
         if hdrlen < 8 or hdrlen > len(data) or inner == LINKTYPE_PKTAP:
             return _bare(EMPTY, EMPTY, None, 0, "pktap.bad_header")
-        return decode(inner, data[hdrlen:])
+        p = decode(inner, data[hdrlen:])
+        if p is None or (p[17] < 0 and p[18] < 0):
+            return p
+        # Offsets are into the inner frame; the caller slices the whole PKTAP frame.
+        (smac, dmac, vlan, etype, ipv, src, dst, proto, ttl, ip_id, frag, sport, dport, flags,
+         seq, ack, csum, l4off, poff, plen, ip_len, anomaly) = p  # fmt: skip
+        return (smac, dmac, vlan, etype, ipv, src, dst, proto, ttl, ip_id, frag, sport, dport,
+                flags, seq, ack, csum, l4off + hdrlen if l4off >= 0 else l4off,
+                poff + hdrlen if poff >= 0 else poff, plen, ip_len, anomaly)  # fmt: skip
     return None
 
 

@@ -248,9 +248,13 @@ class FlowTable:
         streams: Any = None,
         config: FlowConfig | None = None,
         on_unsupported: Callable[[int], None] | None = None,
+        observer: Any = None,
     ) -> None:
         self.sink = sink
         self.streams = streams
+        #: An :class:`monitor.observations.ObservationCollector` (or None): gets SYN traits,
+        #: ARP bindings and the UDP datagrams of its ports.
+        self.observer = observer
         self.config = config or FlowConfig()
         self.on_unsupported = on_unsupported
         #: live flows by their client -> server key
@@ -281,6 +285,10 @@ class FlowTable:
         frags = self._frags
         streams = self.streams
         stream_tcp = streams.tcp if streams is not None else None
+        observer = self.observer
+        obs_syn = observer.syn if observer is not None else None
+        obs_datagram = observer.datagram if observer is not None else None
+        udp_ports: frozenset[int] = observer.udp_ports if observer is not None else frozenset()
         window = int(cfg.dedup_window * NS)
         recent = self._recent
         older = self._older
@@ -355,6 +363,7 @@ class FlowTable:
                     poff = 34 + hlen
                     key = data[26:38]
                     sig: Any = data[34:54]
+                    l4off = 34
                     raw = None
             else:
                 frag = -1
@@ -374,6 +383,8 @@ class FlowTable:
                         stats.anomaly_first[anomaly] = (ts, npk)
                 if not ipv:
                     stats.non_ip += 1
+                    if _etype == 0x0806 and observer is not None:
+                        observer.arp(ts, _smac, src)
                     continue
                 if proto == 6 and poff - l4off >= 20 and not frag:
                     sig = data[l4off : l4off + 20]  # as the fast path's
@@ -472,10 +483,28 @@ class FlowTable:
                     if from_client:
                         if not flags & ACK:
                             fl.isn_client = seq
+                            if obs_syn is not None:
+                                if raw is None:
+                                    obs_syn(fl, True, ts, data[22], data[34:poff])
+                                else:
+                                    obs_syn(fl, True, ts, raw[8], data[l4off:poff])
                     elif flags & ACK:
                         fl.isn_server = seq
+                        if obs_syn is not None:
+                            if raw is None:
+                                obs_syn(fl, False, ts, data[22], data[34:poff])
+                            else:
+                                obs_syn(fl, False, ts, raw[8], data[l4off:poff])
                 if fl.stream is not False and stream_tcp is not None:
                     stream_tcp(fl, from_client, ts, seq, flags, data[poff : poff + plen])
+            elif (
+                proto == 17
+                and obs_datagram is not None
+                and (dport in udp_ports or sport in udp_ports)
+            ):
+                app = obs_datagram(fl, from_client, ts, sport, dport, data[poff : poff + plen])
+                if app is not None and fl.app is None:
+                    fl.app = app
             if npk >= next_check:
                 next_check = npk + check_every
                 stats.packets, stats.bytes = npk, nbytes

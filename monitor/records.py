@@ -195,7 +195,8 @@ class Hl7Message:
 
 @dataclass
 class Observation:
-    """``observations``: one fact about a host seen on the wire (kind = proto.attribute)."""
+    """``observations``: one fact about a host seen on the wire (kind = proto.attribute), once
+    per run for each distinct host, kind and value (``docs/observations.md`` lists the kinds)."""
 
     run_id: int = col("BIGINT NOT NULL", "the run")
     flow_uid: str = col("VARCHAR", "the flow it came from, if any")
@@ -204,6 +205,8 @@ class Observation:
     mac: str = col("VARCHAR", "the host's MAC address, if known")
     kind: str = col("VARCHAR NOT NULL", "dotted kind, e.g. dhcp.hostname, tls.version")
     value: str = col("VARCHAR", "the value as seen")
+    last_ts: Any = col("TIMESTAMPTZ", "capture time of the last time it was seen in the run")
+    count: int = col("BIGINT", "times it was seen in the run")
 
 
 @dataclass
@@ -226,6 +229,29 @@ class Asset:
     evidence: str = col("JSON", "which rule and observation set each field")
     first_seen: Any = col("TIMESTAMPTZ", "first capture time")
     last_seen: Any = col("TIMESTAMPTZ", "last capture time")
+    asset_id: str = col("VARCHAR", "stable id: 'mac:MAC' when its own MAC is known, else 'ip:ADDR'")
+    os_family: str = col("VARCHAR", "OS family from the closed vocabulary: windows, linux, ...")
+    addresses: list[str] = col("VARCHAR[]", "every IP address the device used, oldest first")
+    first_run: int = col("BIGINT", "run that first saw it")
+    last_run: int = col("BIGINT", "run that last saw it")
+    updated_at: Any = col("TIMESTAMPTZ", "wall-clock time its fields were last computed")
+
+
+@dataclass
+class AssetSignal:
+    """``asset_signals``: what is known about a device, across runs (the fingerprint engine's
+    input): each observation kind and value attributed to it, and the signals derived from the
+    DICOM and HL7 records and its MAC."""
+
+    asset_id: str = col("VARCHAR NOT NULL", "the asset")
+    kind: str = col("VARCHAR NOT NULL", "signal kind: an observation kind, oui.*, dicom.*, hl7.*")
+    value: str = col("VARCHAR NOT NULL", "the value")
+    source: str = col("VARCHAR", "where it came from: observations, dicom, hl7, oui")
+    first_seen: Any = col("TIMESTAMPTZ", "first capture time")
+    last_seen: Any = col("TIMESTAMPTZ", "last capture time")
+    count: int = col("BIGINT", "times seen")
+    first_run: int = col("BIGINT", "run that first saw it")
+    last_run: int = col("BIGINT", "run that last saw it")
 
 
 @dataclass
@@ -273,6 +299,7 @@ TABLES: tuple[tuple[str, type], ...] = (
     ("hl7_messages", Hl7Message),
     ("observations", Observation),
     ("assets", Asset),
+    ("asset_signals", AssetSignal),
     ("exceptions", RiskException),
     ("exception_history", ExceptionHistory),
 )

@@ -361,8 +361,12 @@ class StreamManager:
         max_segments: int = 1024,
         probe_bytes: int = 16,
         strict: bool = False,
+        observer: Callable[[Any], Callable[[bool, str, str, int], None]] | None = None,
     ) -> None:
         self._emit = emit
+        #: ``flow -> observe`` for analyzers' FlowContext (an ObservationCollector's
+        #: ``flow_observer``); None: observations are dropped.
+        self._observer = observer
         self._anomaly = anomaly
         self._max_buffer = max_buffer
         self._max_segments = max_segments
@@ -467,6 +471,8 @@ class StreamManager:
             emit=self._emit,
             anomaly=anomaly,
         )
+        if self._observer is not None:
+            ctx.observe = self._observer(flow)
         try:
             analyzer = spec.analyzer(ctx)
         except Exception as exc:

@@ -90,6 +90,9 @@ class Host:
     role: str
     aliases: tuple[str, ...] = ()  # further names in DNS (A only)
     ipv6: str | None = None  # published as AAAA only; IPv6 itself is off in the lab
+    # A DHCP client: no static address (ip is ""), this fixed MAC instead of mac(ip); it
+    # leases an address from the subnet's DHCP server in its capture (generic/dhcp).
+    dhcp_mac: str | None = None
 
 
 SUBNETS: tuple[Subnet, ...] = (
@@ -117,6 +120,35 @@ HOSTS: tuple[Host, ...] = (
     Host("pacs", "pacs", "10.30.0.10", "pacs01", "PACS archive"),
     Host("clin", "clin", "10.40.0.31", "clin-ws31", "clinical workstation"),
     Host("icumon", "clin", "10.40.0.42", "icu-mon42", "patient monitor gateway (HL7 ORU)"),
+    # Device-fingerprinting captures (generic/dhcp, smb, snmp, cleartext, tls-legacy,
+    # discovery; dicom/modalities).
+    Host("fs", "it", "10.10.0.45", "fs01", "file server (Samba smbd, SMB1 allowed)"),
+    Host("ups", "it", "10.10.0.161", "ups-mgmt01", "UPS management card (net-snmp snmpd)"),
+    Host("legacy", "img", "10.20.0.40", "img-legacy40", "legacy imaging PC (vsftpd, telnetd)"),
+    Host("pacsweb", "pacs", "10.30.0.80", "pacs-web", "PACS web viewer (TLS 1.0-1.2)"),
+    Host("dhcp", "clin", "10.40.0.2", "dhcp-clin", "DHCP server of the clinical subnet"),
+    Host("printer", "clin", "10.40.0.60", "prn-clin60", "network printer (mDNS, SSDP)"),
+    Host(
+        "pump",
+        "clin",
+        "",
+        "infpump-0107",
+        "infusion pump (busybox udhcpc)",
+        dhcp_mac="02:dc:00:00:01:07",
+    ),
+    Host(
+        "nursews",
+        "clin",
+        "",
+        "nurse-ws12",
+        "nurse station PC (ISC dhclient)",
+        dhcp_mac="02:dc:00:00:00:12",
+    ),
+    # One host per modality of dicom/modalities (MODALITIES below): 10.20.0.21-30.
+    *(
+        Host(f"mod{i}", "img", f"10.20.0.{20 + i}", f"mod{i:02d}", "imaging modality")
+        for i in range(1, 11)
+    ),
 )
 
 HOST = {h.name: h for h in HOSTS}
@@ -150,9 +182,35 @@ TOOLS: dict[str, str] = {
     "movescu": "dcmtk",
     "storescp": "dcmtk",
     "Orthanc": "orthanc",
+    # Device-fingerprinting captures (generic/dhcp, smb, snmp, cleartext, discovery).
+    "busybox": "busybox",
+    "udhcpc": "busybox",
+    "dhclient": "isc-dhcp-client",
+    "dhclient-script": "isc-dhcp-client",
+    "smbd": "samba",
+    "nmbd": "samba",
+    "smbpasswd": "samba-common-bin",
+    "nmblookup": "samba-common-bin",
+    "smbclient": "smbclient",
+    "snmpd": "snmpd",
+    "snmpget": "snmp",
+    "vsftpd": "vsftpd",
+    "inetutils-inetd": "inetutils-inetd",
+    "telnetd": "inetutils-telnetd",
+    "inetutils-telnet": "inetutils-telnet",
+    "timeout": "coreutils",
+    "unshare": "util-linux",
+    "env": "coreutils",
 }
-# Python module -> pip package, for the DICOM and HL7 captures (imported only there).
-PY_MODULES: dict[str, str] = {"pydicom": "pydicom", "pynetdicom": "pynetdicom", "hl7": "hl7"}
+# Python module -> pip package, for the DICOM and HL7 captures and generic/discovery
+# (imported only there).
+PY_MODULES: dict[str, str] = {
+    "pydicom": "pydicom",
+    "pynetdicom": "pynetdicom",
+    "hl7": "hl7",
+    "zeroconf": "zeroconf",
+    "ssdpy": "ssdpy",
+}
 TOOL: dict[str, str] = {}  # program -> absolute path, filled by find_tools()
 
 
@@ -352,6 +410,7 @@ class Lab:
             s = SUBNET[h.subnet]
             name, port = ns(h.name), f"v-{h.name}"
             self.add_namespace(name)
+            port_mac = mac(h.ip, 1) if h.ip else "02:01:" + h.dhcp_mac[6:]  # type: ignore[index]
             self.run(
                 [
                     "ip",
@@ -361,22 +420,24 @@ class Lab:
                     "add",
                     port,
                     "address",
-                    mac(h.ip, 1),
+                    port_mac,
                     "type",
                     "veth",
                     "peer",
                     "name",
                     "eth0",
                     "address",
-                    mac(h.ip),
+                    h.dhcp_mac or mac(h.ip),
                     "netns",
                     name,
                 ]
             )
             self.run(["ip", "-n", ROUTER, "link", "set", port, "master", f"br-{s.name}", "up"])
-            self.run(["ip", "-n", name, "addr", "add", f"{h.ip}/{prefixlen(s)}", "dev", "eth0"])
+            if h.ip:  # a DHCP client gets its address and route from its lease
+                self.run(["ip", "-n", name, "addr", "add", f"{h.ip}/{prefixlen(s)}", "dev", "eth0"])
             self.run(["ip", "-n", name, "link", "set", "eth0", "up"])
-            self.run(["ip", "-n", name, "route", "add", "default", "via", s.gateway])
+            if h.ip:
+                self.run(["ip", "-n", name, "route", "add", "default", "via", s.gateway])
             self.no_offloads(ROUTER, port)
             self.no_offloads(name, "eth0")
             # `ip netns exec` bind-mounts /etc/netns/<ns>/resolv.conf over /etc/resolv.conf.
@@ -484,6 +545,8 @@ def make_dns_hosts() -> str:
     for s in SUBNETS:
         lines.append(f"{s.gateway}\t{fqdn('gw-' + s.name)}")
     for h in HOSTS:
+        if not h.ip:  # DHCP clients
+            continue
         lines.append(f"{h.ip}\t{fqdn(h.hostname)}")
         lines += [f"{h.ip}\t{fqdn(a)}" for a in h.aliases]
         if h.ipv6:
@@ -1264,6 +1327,708 @@ def make_hl7_nonstandard(lab: Lab, out: Path) -> None:
         expect("ACKs", got, "AA MSG00007 AA MSG00008")
 
 
+# --------------------------------------------------------------------------------------------
+# Device fingerprinting: DHCP, SMB, SNMP, FTP/Telnet, legacy TLS, discovery, DICOM modalities.
+# Every credential here is made up for the lab; none is used anywhere else.
+# --------------------------------------------------------------------------------------------
+DHCP_SERVER = HOST["dhcp"]
+DHCP_RANGE = ("10.40.0.100", "10.40.0.149")
+PUMP_VENDOR_CLASS = "ExampleMed InfusionPump 4.2"  # made up: an embedded device's option 60
+NURSEWS_VENDOR_CLASS = "isc-dhclient 4.4.3 nurse-station"  # made up
+FS = HOST["fs"]
+SMB_SHARE = "scans"
+SMB_USER, SMB_PASSWORD = "radtech", "lab-only-Smb-2024"  # made-up test credentials
+SMB_UID = 64101  # the test user's uid/gid, only in the file server's /etc/netns/ passwd
+UPS = HOST["ups"]
+SNMP_COMMUNITY_V2 = "h0sp1tal-ro"  # a non-default read-only community
+SNMP_V3_USER, SNMP_V3_AUTH, SNMP_V3_PRIV = "upsadmin", "lab-only-auth-123", "lab-only-priv-456"
+SNMP_SYS_DESCR = "Example UPS network management card 7.1 (net-snmp 5.9.3, Linux)"
+SNMP_OIDS = ("1.3.6.1.2.1.1.1.0", "1.3.6.1.2.1.1.2.0", "1.3.6.1.2.1.1.5.0")  # sysDescr, ...
+LEGACY = HOST["legacy"]
+FTP_USER, FTP_PASSWORD = "scanop", "lab-only-Ftp-2024"  # made up; FTP and Telnet login
+PACSWEB = HOST["pacsweb"]
+PRINTER = HOST["printer"]
+PRINTER_MODEL = "Example LaserPrinter 4200dn"  # made up
+PRINTER_SERVER_HEADER = "Linux/6.1 UPnP/1.0 ExamplePrinter/4.2"  # made up
+
+
+def etc_netns_file(host: str, name: str, text: str, mode: int = 0o644) -> None:
+    """A file `ip netns exec` bind-mounts over /etc/<name> for programs in that namespace
+    only (as it does with resolv.conf): test users without touching the host's /etc."""
+    path = Path("/etc/netns") / ns(host) / name
+    path.write_text(text)
+    path.chmod(mode)
+
+
+def add_test_user(host: str, user: str, uid: int, home: str, password: str | None) -> None:
+    """The host's passwd/group/shadow plus one test user, for `host`'s namespace only."""
+    passwd = Path("/etc/passwd").read_text()
+    group = Path("/etc/group").read_text()
+    etc_netns_file(host, "passwd", passwd + f"{user}:x:{uid}:{uid}:lab test user:{home}:/bin/sh\n")
+    etc_netns_file(host, "group", group + f"{user}:x:{uid}:\n")
+    if password is not None:
+        hashed = subprocess.run(
+            [TOOL["openssl"], "passwd", "-6", "-salt", "medmonlab", password],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        shadow = Path("/etc/shadow").read_text()
+        etc_netns_file(host, "shadow", shadow + f"{user}:{hashed}:19700:0:99999:7:::\n", 0o640)
+
+
+# -- DHCP -------------------------------------------------------------------------------------
+def start_dhcp_server(lab: Lab) -> None:
+    """dnsmasq as the DHCP server (DNS off) of the clinical subnet, on dhcp-clin."""
+    argv = ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv"]
+    argv += ["--no-hosts", "--port=0", "--interface=eth0", "--bind-interfaces"]
+    argv += [f"--dhcp-range={DHCP_RANGE[0]},{DHCP_RANGE[1]},255.255.255.0,1h"]
+    argv += [f"--dhcp-option=option:router,{SUBNET['clin'].gateway}"]
+    argv += [f"--dhcp-option=option:dns-server,{DNS_SERVER}", f"--domain={DOMAIN}"]
+    argv += ["--dhcp-authoritative", f"--dhcp-leasefile={lab.tmp / 'dhcp.leases'}"]
+    argv += ["--log-dhcp", "--log-facility=-", f"--pid-file={lab.tmp / 'dhcp.pid'}"]
+    argv += ["--user=root"]
+    p = lab.start(ns("dhcp"), argv, "dhcp.log")
+    lab.wait_listening("dhcp", "udp", 67, p, "dhcp.log")
+
+
+def leased_ip(lab: Lab, host: str) -> str:
+    out = lab.run(["ip", "-n", ns(host), "-4", "-o", "addr", "show", "dev", "eth0"], quiet=True)
+    m = re.search(r"inet (\d+\.\d+\.\d+\.\d+)/", out)
+    if not m:
+        raise LabError(f"{host}: no address after DHCP")
+    return m.group(1)
+
+
+def make_dhcp(lab: Lab, out: Path) -> None:
+    """Two real DHCP clients lease an address from dnsmasq, then talk from it."""
+    on_demand(lab, "dhcp-server", start_dhcp_server)
+    conf = lab.tmp / "dhclient.conf"
+    conf.write_text(
+        f'send host-name "{HOST["nursews"].hostname}";\n'
+        f'send vendor-class-identifier "{NURSEWS_VENDOR_CLASS}";\n'
+        "request subnet-mask, broadcast-address, time-offset, routers, domain-name,\n"
+        "        domain-name-servers, domain-search, host-name, ntp-servers;\n"
+    )
+    dhclient = ["dhclient", "-cf", str(conf), "-lf", str(lab.tmp / "dhclient.leases")]
+    dhclient += ["-pf", str(lab.tmp / "dhclient.pid"), "-sf", TOOL["dhclient-script"]]
+    ssh = ["ssh", "-F", "/dev/null", "-i", str(lab.tmp / "id_ed25519"), "-o", "BatchMode=yes"]
+    ssh += ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
+    ssh += ["-o", "LogLevel=ERROR", f"root@{SSH_SERVER}", "true"]
+    with lab.capture("tcpdump", ["br-clin"], out):
+        # busybox udhcpc, as embedded devices run it: hostname and vendor class options.
+        pump = HOST["pump"]
+        lab.ns_run(
+            "pump",
+            ["udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "3", "-T", "3"]
+            + ["-x", f"hostname:{pump.hostname}", "-V", PUMP_VENDOR_CLASS]
+            + ["-s", "/etc/udhcpc/default.script"],
+        )
+        pump_ip = leased_ip(lab, "pump")
+        expect("pump GET from its lease", curl_status(lab, "pump", f"http://{WEB.ip}/"), "200")
+        # ISC dhclient with host-name and vendor-class-identifier in its config.
+        lab.ns_run("nursews", [*dhclient, "-1", "-v", "eth0"])
+        nurse_ip = leased_ip(lab, "nursews")
+        lab.ns_run("nursews", ssh)  # an SSH session from the leased address
+        lab.ns_run("nursews", [*dhclient, "-r", "-v", "eth0"])  # DHCPRELEASE, dhclient exits
+    for name, ip in (("pump", pump_ip), ("nursews", nurse_ip)):
+        if not (DHCP_RANGE[0] <= ip <= DHCP_RANGE[1] and len(ip) == len(DHCP_RANGE[0])):
+            raise LabError(f"{name}: leased {ip}, outside {DHCP_RANGE}")
+    say(f"      leases: pump {pump_ip}, nursews {nurse_ip}")
+
+
+# -- SMB --------------------------------------------------------------------------------------
+def samba_dirs(base: Path) -> str:
+    """smb.conf lines that keep every Samba file in `base` (nothing under /var)."""
+    for sub in ("private", "lock", "state", "cache", "pid", "ncalrpc", "log"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    return (
+        f"  private dir = {base / 'private'}\n"
+        f"  lock directory = {base / 'lock'}\n"
+        f"  state directory = {base / 'state'}\n"
+        f"  cache directory = {base / 'cache'}\n"
+        f"  pid directory = {base / 'pid'}\n"
+        f"  ncalrpc dir = {base / 'ncalrpc'}\n"
+        f"  log file = {base / 'log' / 'log.%m'}\n"
+    )
+
+
+def start_smbd(lab: Lab) -> None:
+    """Samba smbd on fs01:445, own config; share `scans` for the test user; SMB1 allowed."""
+    base = lab.tmp / "samba"
+    share = base / "share"
+    share.mkdir(parents=True)
+    (share / "readme.txt").write_text("Scanned documents share (test network, no documents).\n")
+    add_test_user("fs", SMB_USER, SMB_UID, "/nonexistent", None)
+    conf = base / "smb.conf"
+    conf.write_text(
+        "[global]\n"
+        "  netbios name = FS01\n  workgroup = HOSPITAL\n"
+        "  server string = Hospital file server (test lab)\n"
+        "  server role = standalone server\n  security = user\n  map to guest = never\n"
+        f"  interfaces = {FS.ip}/24\n  bind interfaces only = yes\n  smb ports = 445\n"
+        "  disable netbios = yes\n"
+        "  server min protocol = NT1\n"  # legacy clients (SMB1) allowed, on purpose
+        f"  passdb backend = tdbsam:{base / 'private' / 'passdb.tdb'}\n"
+        + samba_dirs(base)
+        + "  log level = 1\n  load printers = no\n  printing = bsd\n  printcap name = /dev/null\n"
+        "  disable spoolss = yes\n  usershare max shares = 0\n\n"
+        f"[{SMB_SHARE}]\n  path = {share}\n  read only = yes\n  valid users = {SMB_USER}\n"
+    )
+    lab.ns_run(
+        "fs",
+        ["smbpasswd", "-c", str(conf), "-s", "-a", SMB_USER],
+        input=f"{SMB_PASSWORD}\n{SMB_PASSWORD}\n".encode(),
+    )
+    argv = ["smbd", "--foreground", "--no-process-group", "--debug-stdout", "-s", str(conf)]
+    p = lab.start(ns("fs"), argv, "smbd.log")
+    lab.wait_listening("fs", "tcp", 445, p, "smbd.log")
+
+
+def smbclient(lab: Lab, host: str, *opts: str) -> str:
+    base = lab.tmp / f"smbclient-{host}"
+    conf = base / "smb.conf"
+    if not conf.exists():
+        conf.parent.mkdir(parents=True)
+        conf.write_text("[global]\n  workgroup = HOSPITAL\n" + samba_dirs(base))
+    got = base / "readme.txt"
+    got.unlink(missing_ok=True)
+    lab.ns_run(
+        host,
+        ["smbclient", "-s", str(conf), f"//{FS.ip}/{SMB_SHARE}", "-U", f"{SMB_USER}%{SMB_PASSWORD}"]
+        + [*opts, "-c", f"ls; get readme.txt {got}"],
+    )
+    return got.read_text()
+
+
+def make_smb(lab: Lab, out: Path) -> None:
+    """smbclient lists and reads the share over SMB3 (admin-ws01), then over SMB1 (ct01)."""
+    on_demand(lab, "smbd", start_smbd)
+    want = "Scanned documents share (test network, no documents).\n"
+    with lab.capture("tcpdump", ["br-it"], out):
+        expect("SMB3 get", smbclient(lab, "admin", "-m", "SMB3"), want.strip())
+        # A legacy modality that still speaks SMB1: NEGOTIATE with NT LM 0.12,
+        # SESSION_SETUP_ANDX with NativeOS / NativeLanMan.
+        got = smbclient(lab, "ct", "-m", "NT1", "--option=client min protocol=NT1")
+        expect("SMB1 get", got, want.strip())
+
+
+# -- SNMP -------------------------------------------------------------------------------------
+def start_snmpd(lab: Lab) -> None:
+    """net-snmp snmpd on ups-mgmt01:161/udp: v1/v2c communities and one v3 authPriv user."""
+    d = lab.tmp / "snmpd"
+    d.mkdir()
+    conf = d / "snmpd.conf"
+    conf.write_text(
+        f"agentAddress udp:{UPS.ip}:161\n"
+        f"sysDescr {SNMP_SYS_DESCR}\n"
+        f"sysName {UPS.hostname}\n"
+        "sysLocation Server room B1, rack 4 (test lab)\n"
+        "sysContact it-servicedesk@hospital.example\n"
+        "rocommunity public default\n"
+        f"rocommunity {SNMP_COMMUNITY_V2} default\n"
+        f"rouser {SNMP_V3_USER} priv\n"
+        f'createUser {SNMP_V3_USER} SHA "{SNMP_V3_AUTH}" AES "{SNMP_V3_PRIV}"\n'
+    )
+    (d / "persist").mkdir()  # engine boots and localized keys; nothing under /var/lib/snmp
+    argv = ["env", f"SNMP_PERSISTENT_DIR={d / 'persist'}", TOOL["snmpd"], "-f", "-Lo", "-C"]
+    argv += ["-c", str(conf), "-p", str(d / "snmpd.pid")]
+    p = lab.start(ns("ups"), argv, "snmpd.log")
+    lab.wait_listening("ups", "udp", 161, p, "snmpd.log")
+
+
+def snmpget(lab: Lab, host: str, *opts: str) -> str:
+    persist = lab.tmp / "snmp-client"
+    persist.mkdir(exist_ok=True)
+    argv = ["env", f"SNMP_PERSISTENT_DIR={persist}", "MIBS=", TOOL["snmpget"], "-On", "-r", "0"]
+    return lab.ns_run(host, [*argv, "-t", "3", *opts, UPS.ip, *SNMP_OIDS])
+
+
+def make_snmp(lab: Lab, out: Path) -> None:
+    on_demand(lab, "snmpd", start_snmpd)
+    with lab.capture("tcpdump", ["br-it"], out):
+        outs = [
+            snmpget(lab, "admin", "-v1", "-c", "public"),
+            snmpget(lab, "admin", "-v2c", "-c", SNMP_COMMUNITY_V2),
+            snmpget(
+                lab,
+                "admin",
+                "-v3",
+                "-l",
+                "authPriv",
+                "-u",
+                SNMP_V3_USER,
+                "-a",
+                "SHA",
+                "-A",
+                SNMP_V3_AUTH,
+                "-x",
+                "AES",
+                "-X",
+                SNMP_V3_PRIV,
+            ),
+        ]
+    for got in outs:
+        if SNMP_SYS_DESCR not in got or UPS.hostname not in got:
+            raise LabError(f"snmpget: unexpected answer {got!r}")
+
+
+# -- FTP and Telnet ---------------------------------------------------------------------------
+def start_legacy_servers(lab: Lab) -> None:
+    """vsftpd (standalone) and inetutils telnetd (under inetutils-inetd) on img-legacy40,
+    both logging in the made-up local user through PAM."""
+    home = lab.tmp / "legacy-home"
+    home.mkdir()
+    (home / "worklist-export.txt").write_text(
+        "worklist export placeholder (test network, no patient data)\n"
+    )
+    shutil.chown(home, SMB_UID + 1, SMB_UID + 1)
+    add_test_user("legacy", FTP_USER, SMB_UID + 1, str(home), FTP_PASSWORD)
+    conf = lab.tmp / "vsftpd.conf"
+    conf.write_text(
+        f"listen=YES\nlisten_ipv6=NO\nlisten_address={LEGACY.ip}\nbackground=NO\n"
+        "anonymous_enable=NO\nlocal_enable=YES\nwrite_enable=NO\npam_service_name=vsftpd\n"
+        "chroot_local_user=YES\nallow_writeable_chroot=YES\n"  # PWD is "/", not the temp dir
+        "secure_chroot_dir=/var/run/vsftpd/empty\nseccomp_sandbox=NO\nuse_localtime=NO\n"
+        f"xferlog_enable=YES\nvsftpd_log_file={lab.tmp / 'vsftpd-xfer.log'}\n"
+        "pasv_enable=YES\npasv_min_port=30000\npasv_max_port=30009\n"
+    )
+    conf.chmod(0o600)
+    ftp = lab.start(ns("legacy"), ["vsftpd", str(conf)], "vsftpd.log")
+    inetd_conf = lab.tmp / "inetd.conf"
+    inetd_conf.write_text(f"telnet stream tcp nowait root {TOOL['telnetd']} telnetd\n")
+    # In its own UTS namespace, so telnetd's banner and login prompt name img-legacy40.
+    inetd = f"echo {LEGACY.hostname} > /proc/sys/kernel/hostname && "
+    inetd += f"exec {TOOL['inetutils-inetd']} -d {inetd_conf}"
+    telnet = lab.start(ns("legacy"), ["unshare", "--uts", "sh", "-c", inetd], "inetd.log")
+    lab.wait_listening("legacy", "tcp", 21, ftp, "vsftpd.log")
+    lab.wait_listening("legacy", "tcp", 23, telnet, "inetd.log")
+
+
+def make_cleartext(lab: Lab, out: Path) -> None:
+    """From admin-ws01: FTP (curl: list, get) and a Telnet login (inetutils telnet)."""
+    on_demand(lab, "legacy", start_legacy_servers)
+    # Typed by hand, slowly: user, password, one command, exit.
+    script = (
+        f"sleep 2; printf '{FTP_USER}\\r\\n'; sleep 1; printf '{FTP_PASSWORD}\\r\\n'; "
+        "sleep 3; printf 'uname -s\\r\\n'; sleep 1; printf 'exit\\r\\n'; sleep 1"
+    )
+    with lab.capture("tcpdump", ["br-img"], out):
+        ftp = f"ftp://{LEGACY.ip}/"
+        user = ["--user", f"{FTP_USER}:{FTP_PASSWORD}", "--max-time", "10", "-sS"]
+        listing = lab.ns_run("admin", ["curl", *user, ftp])
+        got = lab.ns_run("admin", ["curl", *user, ftp + "worklist-export.txt"])
+        session = lab.ns_run(
+            "admin",
+            [
+                "sh",
+                "-c",
+                f"({script}) | {TOOL['timeout']} 20 {TOOL['inetutils-telnet']} {LEGACY.ip}",
+            ],
+            timeout=40,
+        )
+    if "worklist-export.txt" not in listing or "placeholder" not in got:
+        raise LabError(f"FTP: unexpected listing {listing!r} / file {got!r}")
+    if "Linux" not in session:
+        raise LabError(f"Telnet: no shell output: {session[-300:]!r}")
+
+
+# -- TLS 1.0 / 1.1 / 1.2 with a visible certificate ----------------------------------------
+def start_pacsweb(lab: Lab) -> None:
+    """openssl s_server -www on pacs-web:443, TLS 1.0-1.3, self-signed certificate."""
+    name = fqdn(PACSWEB.hostname)
+    lab.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650"]
+        + ["-keyout", str(lab.tmp / "pacsweb.key"), "-out", str(lab.tmp / "pacsweb.crt")]
+        + ["-subj", f"/O=Test Hospital/CN={name}"]
+        + ["-addext", f"subjectAltName=DNS:{name},IP:{PACSWEB.ip}"]
+    )
+    argv = ["openssl", "s_server", "-www", "-accept", f"{PACSWEB.ip}:443"]
+    argv += ["-cert", str(lab.tmp / "pacsweb.crt"), "-key", str(lab.tmp / "pacsweb.key")]
+    argv += ["-cipher", "DEFAULT:@SECLEVEL=0"]
+    p = lab.start(ns("pacsweb"), argv, "pacsweb.log")
+    lab.wait_listening("pacsweb", "tcp", 443, p, "pacsweb.log")
+
+
+def make_tls_legacy(lab: Lab, out: Path) -> None:
+    on_demand(lab, "pacsweb", start_pacsweb)
+    name = fqdn(PACSWEB.hostname)
+
+    def s_client(host: str, *opts: str) -> None:
+        argv = ["openssl", "s_client", *opts, "-servername", name]
+        argv += ["-connect", f"{PACSWEB.ip}:443", "-ign_eof", "-quiet"]
+        got = lab.ns_run(host, argv, input=b"GET / HTTP/1.0\r\n\r\n")
+        expect(f"s_client {opts[0]}", got.splitlines()[0] if got else "", "HTTP/1.0 200 ok")
+
+    with lab.capture("tcpdump", ["br-pacs"], out):
+        s_client("ct", "-tls1", "-cipher", "DEFAULT:@SECLEVEL=0")
+        s_client("clin", "-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0")
+        s_client("admin", "-tls1_2")
+        resolve = f"{name}:443:{PACSWEB.ip}"
+        expect(
+            "curl TLS 1.2",
+            curl_status(
+                lab,
+                "clin",
+                f"https://{name}/",
+                "-k",
+                "--resolve",
+                resolve,
+                "--tlsv1.2",
+                "--tls-max",
+                "1.2",
+            ),
+            "200",
+        )
+
+
+# -- Discovery: mDNS, NetBIOS, SSDP -----------------------------------------------------------
+def start_nmbd(lab: Lab) -> None:
+    """Samba nmbd on clin-ws31: registers CLIN-WS31 and the workgroup HOSPITAL by broadcast."""
+    base = lab.tmp / "nmbd"
+    conf = base / "smb.conf"
+    dirs = samba_dirs(base)
+    conf.write_text(
+        "[global]\n  netbios name = CLIN-WS31\n  workgroup = HOSPITAL\n"
+        "  server string = Clinical workstation (test lab)\n"
+        f"  interfaces = {HOST['clin'].ip}/24\n  bind interfaces only = yes\n"
+        "  local master = no\n  domain master = no\n  preferred master = no\n"
+        + dirs
+        + "  log level = 1\n"
+    )
+    argv = ["nmbd", "--foreground", "--no-process-group", "--debug-stdout", "-s", str(conf)]
+    p = lab.start(ns("clin"), argv, "nmbd.log")
+    lab.wait_listening("clin", "udp", 137, p, "nmbd.log")
+
+
+def start_ssdp(lab: Lab) -> None:
+    """ssdpy SSDPServer on the printer: one NOTIFY ssdp:alive, then answers M-SEARCHes."""
+    argv = [sys.executable, str(Path(__file__).resolve()), "--helper", "ssdp-server", PRINTER.ip]
+    p = lab.start(ns("printer"), argv, "ssdp.log")
+    lab.wait_listening("printer", "udp", 1900, p, "ssdp.log")
+
+
+def make_discovery(lab: Lab, out: Path) -> None:
+    with lab.capture("tcpdump", ["br-clin"], out):
+        # mDNS: python-zeroconf registers the printer's IPP service (announcements), a
+        # workstation browses for it (query, answer), the printer says goodbye.
+        announce = [sys.executable, str(Path(__file__).resolve()), "--helper", "mdns-announce"]
+        printer = lab.start(ns("printer"), [*announce, PRINTER.ip], "mdns.log")
+        time.sleep(4)
+        got = helper(lab, "clin", "mdns-browse", HOST["clin"].ip)
+        expect("mDNS browse", got, f"{PRINTER_MODEL} [{PRINTER.hostname}]._ipp._tcp.local.")
+        printer.wait(timeout=30)
+        # NetBIOS: nmbd's name registrations, then a name query from another host.
+        on_demand(lab, "nmbd", start_nmbd)
+        time.sleep(6)
+        got = lab.ns_run("icumon", ["nmblookup", "-B", "10.40.0.255", "CLIN-WS31"])
+        if HOST["clin"].ip not in got:
+            raise LabError(f"nmblookup: {got!r}")
+        # SSDP: the printer's NOTIFY, an M-SEARCH and its answer.
+        on_demand(lab, "ssdp", start_ssdp)
+        got = helper(lab, "clin", "ssdp-search", HOST["clin"].ip)
+        expect("SSDP M-SEARCH answers", got, "1")
+
+
+# -- DICOM modalities of eight vendors --------------------------------------------------------
+@dataclass(frozen=True)
+class Modality:
+    """One modality host of dicom/modalities: a pynetdicom storage SCU set up as that vendor's
+    device (implementation class UID under the vendor's DICOM UID root, a version name in its
+    style, its AE title) sending one dataset with the real model's device attributes."""
+
+    host: str  # HOSTS name (mod1 ... mod10)
+    aet: str
+    vendor: str  # canonical vendor name (truth file)
+    device_class: str  # ct, mr, us, cr, dx, mg
+    manufacturer: str  # (0008,0070) as the vendor writes it
+    model: str  # (0008,1090)
+    software: str  # (0018,1020)
+    station: str  # (0008,1010)
+    modality: str  # (0008,0060)
+    sop_class: str
+    impl_uid: str  # emulated: under the vendor's root, not a real product's UID
+    impl_version: str
+    serial: str
+
+
+US_IMAGE = "1.2.840.10008.5.1.4.1.1.6.1"
+DX_IMAGE = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
+MG_IMAGE = "1.2.840.10008.5.1.4.1.1.1.2"  # Digital Mammography X-Ray - For Presentation
+
+# UID roots (checked against public DICOM data and code, see pcaps/README.md): GE
+# 1.2.840.113619, Siemens 1.3.12.2.1107.5, Philips 1.3.46.670589, Toshiba/Canon
+# 1.2.392.200036.9116, Fujifilm 1.2.392.200036.9125, Agfa 1.2.124.113532, Hologic
+# 1.2.840.113681, Carestream 1.2.840.113564.
+MODALITIES: tuple[Modality, ...] = (
+    Modality(
+        "mod1",
+        "REVCT01",
+        "GE Healthcare",
+        "ct",
+        "GE MEDICAL SYSTEMS",
+        "Revolution CT",
+        "revo_ct_22mw.45",
+        "REVCT01",
+        "CT",
+        CT_IMAGE,
+        "1.2.840.113619.6.408",
+        "REVCT_22MW",
+        "REVCT-SN-0101",
+    ),
+    Modality(
+        "mod2",
+        "MRSKYRA01",
+        "Siemens Healthineers",
+        "mr",
+        "SIEMENS",
+        "MAGNETOM Skyra",
+        "syngo MR E11",
+        "MRC40123",
+        "MR",
+        MR_IMAGE,
+        "1.3.12.2.1107.5.2",
+        "MR_VE11E",
+        "SKYRA-SN-0102",
+    ),
+    Modality(
+        "mod3",
+        "EPIQ7G01",
+        "Philips",
+        "us",
+        "Philips Medical Systems",
+        "EPIQ 7G",
+        "7.0.5.3",
+        "EPIQ7-US01",
+        "US",
+        US_IMAGE,
+        "1.3.46.670589.14.1000.700",
+        "EPIQ_7.0.5",
+        "EPIQ-SN-0103",
+    ),
+    Modality(
+        "mod4",
+        "AQONE01",
+        "Canon Medical (Toshiba)",
+        "ct",
+        "TOSHIBA",
+        "Aquilion ONE",
+        "V6.00ER008",
+        "AQONE01",
+        "CT",
+        CT_IMAGE,
+        "1.2.392.200036.9116.2.6.1.48",
+        "TM_CT_CMW_V3.00",
+        "AQONE-SN-0104",
+    ),
+    Modality(
+        "mod5",
+        "FCRCAPS01",
+        "Fujifilm",
+        "cr",
+        "FUJIFILM Corporation",
+        "FCR Capsula XL II",
+        "A07-20",
+        "FCR-CAPS01",
+        "CR",
+        CR_IMAGE,
+        "1.2.392.200036.9125.0.1.3",
+        "FUJI_CR_A07",
+        "CAPSXL-SN-0105",
+    ),
+    Modality(
+        "mod6",
+        "DXD600A",
+        "Agfa HealthCare",
+        "dx",
+        "Agfa",
+        "DX-D 600",
+        "NX 3.0.9000",
+        "DXD600-RAD2",
+        "DX",
+        DX_IMAGE,
+        "1.2.124.113532.3500.8",
+        "AGFA_NX_3.0",
+        "DXD600-SN-0106",
+    ),
+    Modality(
+        "mod7",
+        "SELENIA01",
+        "Hologic",
+        "mg",
+        "HOLOGIC, Inc.",
+        "Selenia Dimensions",
+        "1.10.2.1",
+        "SDM-MAMMO1",
+        "MG",
+        MG_IMAGE,
+        "1.2.840.113681.1.1",
+        "HOLOGIC_AWS_1.10",
+        "SDM-SN-0107",
+    ),
+    Modality(
+        "mod8",
+        "DRXEVO01",
+        "Carestream Health",
+        "dx",
+        "Carestream Health",
+        "DRX-Evolution",
+        "5.7.412.2",
+        "DRXEVO-RAD3",
+        "DX",
+        DX_IMAGE,
+        "1.2.840.113564.3.1.64",
+        "CSH_DRX_5.7",
+        "DRXEVO-SN-0108",
+    ),
+    Modality(
+        "mod9",
+        "LOGIQE9A",
+        "GE Healthcare",
+        "us",
+        "GE Healthcare",
+        "LOGIQ E9",
+        "R6.0.8",
+        "LOGIQE9-US2",
+        "US",
+        US_IMAGE,
+        "1.2.840.113619.6.248",
+        "LOGIQE9_R6",
+        "LOGIQ-SN-0109",
+    ),
+    Modality(
+        "mod10",
+        "VANTAGE01",
+        "Canon Medical (Toshiba)",
+        "mr",
+        "TOSHIBA_MEC",
+        "Vantage Titan",
+        "V4.50*R007",
+        "VANTAGE01",
+        "MR",
+        MR_IMAGE,
+        "1.2.392.200036.9116.4.2.4",
+        "TM_MR_V4.50",
+        "TITAN-SN-0110",
+    ),
+)
+
+
+def write_modality_dataset(m: Modality, path: Path) -> None:
+    """A small instance (16x16 pixels) with the modality's device attributes and the
+    PHI canaries, fixed UIDs under pydicom's root (as write_datasets)."""
+    from array import array
+
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import UID, generate_uid
+
+    def uid(*key: str) -> UID:
+        return generate_uid(entropy_srcs=["medmon", "modalities", m.host, *key])
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UID(m.sop_class)
+    meta.MediaStorageSOPInstanceUID = uid("instance")
+    meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.1")
+    meta.ImplementationClassUID = UID(m.impl_uid)
+    meta.ImplementationVersionName = m.impl_version
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.SOPClassUID = m.sop_class
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = "20240110"
+    ds.StudyTime = ds.SeriesTime = ds.ContentTime = "090000"
+    ds.AccessionNumber = f"ACC20240110{m.host[3:]:0>2}"
+    ds.Modality = m.modality
+    ds.Manufacturer = m.manufacturer
+    ds.InstitutionName = "Example Hospital"
+    ds.StationName = m.station
+    ds.StudyDescription = f"{m.modality} test study"
+    ds.InstitutionalDepartmentName = "Radiology"
+    ds.ManufacturerModelName = m.model
+    ds.ReferringPhysicianName = ""
+    ds.PatientName = CANARY_NAME
+    ds.PatientID = CANARY_ID
+    ds.PatientBirthDate = CANARY_BIRTH_DATE
+    ds.PatientSex = "F"
+    ds.DeviceSerialNumber = m.serial
+    ds.SoftwareVersions = m.software
+    ds.StudyInstanceUID = uid("study")
+    ds.SeriesInstanceUID = uid("series")
+    ds.StudyID = "1"
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = 1
+    ds.AdmissionID = CANARY_ID  # (0038,0010)
+    ds.PerformedProcedureStepID = CANARY_ID  # (0040,0253)
+    if m.modality in ("DX", "MG"):
+        ds.PresentationIntentType = "FOR PRESENTATION"
+    ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows = ds.Columns = 16
+    ds.BitsAllocated = 16
+    ds.BitsStored = 12
+    ds.HighBit = 11
+    ds.PixelRepresentation = 0
+    pixels = array("H", ((x * 7 + y * 13) % 4096 for y in range(16) for x in range(16)))
+    ds.PixelData = pixels.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+def modalities_truth() -> str:
+    lines = [
+        "# Ground truth for dicom/modalities.pcap; written by pcaps/make_captures.py (MODALITIES).",
+        "# Every host is a pynetdicom storage SCU made to look like that vendor's device: its",
+        "# implementation class UIDs emulate the vendor's DICOM UID root (they are not the UIDs",
+        "# of the real products), the version names are in the vendor's style, and the dataset's",
+        "# device attributes are the real model's. PHI canaries as in every generated dataset.",
+        "hosts:",
+    ]
+    for m in MODALITIES:
+        lines += [
+            f"  {HOST[m.host].ip}:",
+            f"    vendor: {m.vendor!r}".replace("'", '"'),
+            f"    device_class: {m.device_class}",
+            f'    model: "{m.model}"',
+            f'    manufacturer: "{m.manufacturer}"',
+            f"    modality: {m.modality}",
+            f"    calling_ae: {m.aet}",
+            f'    implementation_class_uid: "{m.impl_uid}"',
+            f'    implementation_version_name: "{m.impl_version}"',
+            f'    software_versions: "{m.software}"',
+            f"    station_name: {m.station}",
+            f"    device_serial_number: {m.serial}",
+            "    # implementation UIDs emulate the vendor's root on a pynetdicom SCU",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def make_dicom_modalities(lab: Lab, out: Path) -> None:
+    """Ten modalities of eight vendors in the imaging subnet each store one instance to
+    Orthanc, one association each, captured on the imaging bridge."""
+    on_demand(lab, "orthanc", start_orthanc)
+    d = lab.tmp / "modalities"
+    d.mkdir(exist_ok=True)
+    for m in MODALITIES:
+        write_modality_dataset(m, d / f"{m.host}.dcm")
+    with lab.capture("tcpdump", ["br-img"], out):
+        for m in MODALITIES:
+            got = helper(
+                lab,
+                m.host,
+                "dicom-modality",
+                PACS.ip,
+                str(ORTHANC_PORT),
+                ORTHANC_AET,
+                m.aet,
+                m.impl_uid,
+                m.impl_version,
+                str(d / f"{m.host}.dcm"),
+            )
+            expect(f"{m.aet} C-STORE", got, "store 0x0000")
+    out.with_name("modalities.truth.yaml").write_text(modalities_truth())
+
+
 # -- helper modes: run by `make_captures.py --helper ...` inside a namespace ----------------
 def helper_main(args: Sequence[str]) -> int:
     mode, *rest = args
@@ -1275,6 +2040,16 @@ def helper_main(args: Sequence[str]) -> int:
         return dicom_store(rest[0], int(rest[1]), rest[2], rest[3:])
     if mode == "dicom-abort":
         return dicom_abort(rest[0], int(rest[1]), rest[2])
+    if mode == "dicom-modality":
+        return dicom_modality(rest[0], int(rest[1]), *rest[2:7])
+    if mode == "mdns-announce":
+        return mdns_announce(rest[0])
+    if mode == "mdns-browse":
+        return mdns_browse(rest[0])
+    if mode == "ssdp-server":
+        return ssdp_server(rest[0])
+    if mode == "ssdp-search":
+        return ssdp_search(rest[0])
     sys.exit(f"unknown helper {mode}")
 
 
@@ -1368,6 +2143,137 @@ def dicom_abort(host: str, port: int, called: str) -> int:
     return 0
 
 
+def dicom_modality(
+    host: str, port: int, called: str, calling: str, impl_uid: str, impl_version: str, path: str
+) -> int:
+    """pynetdicom storage SCU configured as a vendor's modality: C-STORE of one file."""
+    import pydicom
+    from pynetdicom import AE
+
+    ds = pydicom.dcmread(path)
+    ae = AE(ae_title=calling)
+    ae.implementation_class_uid = impl_uid
+    ae.implementation_version_name = impl_version
+    ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+    assoc = ae.associate(host, port, ae_title=called)
+    if not assoc.is_established:
+        sys.exit("association not established")
+    status = assoc.send_c_store(ds).Status
+    assoc.release()
+    print(f"store 0x{status:04x}")
+    return 0
+
+
+def mdns_service(address: str):  # type: ignore[no-untyped-def]
+    import socket
+
+    from zeroconf import ServiceInfo
+
+    printer = HOST["printer"]
+    return ServiceInfo(
+        "_ipp._tcp.local.",
+        f"{PRINTER_MODEL} [{printer.hostname}]._ipp._tcp.local.",
+        addresses=[socket.inet_aton(address)],
+        port=631,
+        properties={
+            "txtvers": "1",
+            "qtotal": "1",
+            "rp": "ipp/print",
+            "ty": PRINTER_MODEL,
+            "product": f"({PRINTER_MODEL})",
+            "note": "Radiology corridor",
+            "pdl": "application/pdf,image/urf",
+            "UUID": "7a9e1c52-0000-4000-8000-0000000c0060",
+        },
+        server=f"{printer.hostname}.local.",
+    )
+
+
+def mdns_announce(address: str) -> int:
+    """python-zeroconf: register the printer's IPP service (probe, announcements), answer
+    queries for a few seconds, then unregister (goodbye packets)."""
+    from zeroconf import IPVersion, Zeroconf
+
+    zc = Zeroconf(interfaces=[address], ip_version=IPVersion.V4Only)
+    info = mdns_service(address)
+    zc.register_service(info)
+    print("registered", flush=True)
+    time.sleep(8)
+    zc.unregister_service(info)
+    zc.close()
+    print("unregistered", flush=True)
+    return 0
+
+
+def mdns_browse(address: str) -> int:
+    """python-zeroconf: browse _ipp._tcp.local. for 3 s; print the service names found."""
+    from zeroconf import IPVersion, ServiceBrowser, ServiceListener, Zeroconf
+
+    found: list[str] = []
+
+    class Listener(ServiceListener):
+        def add_service(self, zc: Zeroconf, type_: str, name: str) -> None:
+            found.append(name)
+
+        def update_service(self, zc: Zeroconf, type_: str, name: str) -> None:
+            pass
+
+        def remove_service(self, zc: Zeroconf, type_: str, name: str) -> None:
+            pass
+
+    zc = Zeroconf(interfaces=[address], ip_version=IPVersion.V4Only)
+    ServiceBrowser(zc, "_ipp._tcp.local.", Listener())
+    time.sleep(3)
+    zc.close()
+    print(" ".join(sorted(set(found))))
+    return 0
+
+
+SSDP_USN = "uuid:7a9e1c52-0000-4000-8000-0000000c0060"
+SSDP_DEVICE = "urn:schemas-upnp-org:device:Printer:1"
+
+
+def ssdp_server(address: str) -> int:
+    """ssdpy: one multicast NOTIFY ssdp:alive (ssdpy's payload), then SSDPServer answers
+    M-SEARCHes for the printer device type."""
+    from ssdpy import SSDPClient, SSDPServer
+    from ssdpy.protocol import create_notify_payload
+
+    location = f"http://{address}:80/description.xml"
+    extra = {"SERVER": PRINTER_SERVER_HEADER}
+    server = SSDPServer(
+        SSDP_USN,
+        device_type=SSDP_DEVICE,
+        address=address,
+        location=location,
+        max_age=1800,
+        extra_fields=extra,
+    )
+    client = SSDPClient(address=address)
+    client.send(
+        create_notify_payload(
+            "239.255.255.250:1900",
+            SSDP_DEVICE,
+            SSDP_USN,
+            location=location,
+            max_age=1800,
+            extra_fields=extra,
+        )
+    )
+    print("notified", flush=True)
+    server.serve_forever()
+    return 0
+
+
+def ssdp_search(address: str) -> int:
+    """ssdpy SSDPClient: M-SEARCH ssdp:all, print how many answers came within 3 s."""
+    from ssdpy import SSDPClient
+
+    client = SSDPClient(address=address, timeout=3)
+    print(len(client.m_search(st="ssdp:all", mx=1)))
+    return 0
+
+
 @dataclass(frozen=True)
 class Capture:
     name: str  # for --only
@@ -1375,6 +2281,10 @@ class Capture:
     make: Callable[[Lab, Path], None]
     purpose: str
     decode_as: tuple[str, ...] = ()  # tshark -d arguments, e.g. "tcp.port==4242,dicom"
+    # Protocol facts for expected.json: (name, display filter, tshark fields); every matching
+    # frame becomes one object {field: value} (empty fields left out).
+    facts: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+    extra: tuple[str, ...] = ()  # further files the capture writes beside it (published too)
 
 
 DICOM_DECODE = tuple(f"tcp.port=={p},dicom" for p in DICOM_PORTS)
@@ -1419,6 +2329,165 @@ CAPTURES: tuple[Capture, ...] = (
         "generic/mixed.pcapng",
         make_mixed,
         "pcapng with 2 interfaces (dumpcap): DNS lookup then HTTP GET from 2 subnets",
+    ),
+    Capture(
+        "dhcp",
+        "generic/dhcp.pcap",
+        make_dhcp,
+        "busybox udhcpc (hostname, vendor class) and ISC dhclient lease from dnsmasq; "
+        "then HTTP and SSH from the leased addresses; DHCPRELEASE",
+        facts=(
+            (
+                "dhcp",
+                "dhcp",
+                (
+                    "frame.number",
+                    "eth.src",
+                    "ip.src",
+                    "ip.dst",
+                    "dhcp.option.dhcp",
+                    "dhcp.hw.mac_addr",
+                    "dhcp.ip.your",
+                    "dhcp.option.hostname",
+                    "dhcp.option.vendor_class_id",
+                    "dhcp.option.request_list_item",
+                    "dhcp.option.requested_ip_address",
+                    "dhcp.option.dhcp_server_id",
+                ),
+            ),
+        ),
+    ),
+    Capture(
+        "smb",
+        "generic/smb.pcap",
+        make_smb,
+        "smbclient -> Samba smbd: ls + get over SMB3 (admin-ws01), then over SMB1/NT1 "
+        "(ct01): NEGOTIATE, SESSION_SETUP_ANDX with NativeOS/NativeLanMan, NTLMSSP",
+        facts=(
+            (
+                "smb",
+                "smb || smb2",
+                (
+                    "frame.number",
+                    "ip.src",
+                    "ip.dst",
+                    "smb.cmd",
+                    "smb2.cmd",
+                    "smb.dialect",
+                    "smb.dialect.index",
+                    "smb2.dialect",
+                    "smb.native_os",
+                    "smb.native_lanman",
+                    "ntlmssp.version.major",
+                    "ntlmssp.version.minor",
+                    "ntlmssp.version.build_number",
+                    "ntlmssp.auth.username",
+                ),
+            ),
+        ),
+    ),
+    Capture(
+        "snmp",
+        "generic/snmp.pcap",
+        make_snmp,
+        "snmpget -> net-snmp snmpd: sysDescr.0, sysObjectID.0, sysName.0 with v1 'public', "
+        "v2c non-default community, v3 authPriv (SHA/AES)",
+        facts=(
+            (
+                "snmp",
+                "snmp",
+                (
+                    "frame.number",
+                    "ip.src",
+                    "ip.dst",
+                    "snmp.version",
+                    "snmp.msgVersion",
+                    "snmp.community",
+                    "snmp.msgUserName",
+                    "snmp.name",
+                    "snmp.value.octets",
+                    "snmp.value.oid",
+                ),
+            ),
+        ),
+    ),
+    Capture(
+        "cleartext",
+        "generic/cleartext.pcap",
+        make_cleartext,
+        "curl -> vsftpd (login, LIST, RETR) and inetutils telnet -> telnetd (login, "
+        "uname -s, exit), made-up credentials in clear text",
+        facts=(
+            (
+                "ftp",
+                "ftp",
+                (
+                    "frame.number",
+                    "ip.src",
+                    "ip.dst",
+                    "ftp.request.command",
+                    "ftp.response.code",
+                    "ftp.response.arg",
+                ),
+            ),
+            ("telnet", "telnet", ("frame.number", "ip.src", "ip.dst", "tcp.srcport")),
+        ),
+    ),
+    Capture(
+        "tls-legacy",
+        "generic/tls-legacy.pcap",
+        make_tls_legacy,
+        "openssl s_client TLS 1.0, 1.1, 1.2 and curl TLS 1.2 -> openssl s_server with a "
+        "self-signed certificate (visible in the handshake)",
+        facts=(
+            (
+                "tls",
+                "tls.handshake.type == 1 || tls.handshake.type == 2 || tls.handshake.type == 11",
+                (
+                    "frame.number",
+                    "ip.src",
+                    "ip.dst",
+                    "tls.record.version",
+                    "tls.handshake.type",
+                    "tls.handshake.version",
+                    "tls.handshake.extensions_server_name",
+                    "tls.handshake.ciphersuite",
+                    "x509sat.uTF8String",
+                ),
+            ),
+        ),
+    ),
+    Capture(
+        "discovery",
+        "generic/discovery.pcap",
+        make_discovery,
+        "python-zeroconf mDNS (_ipp._tcp announce, browse, goodbye), Samba nmbd NetBIOS "
+        "registrations + nmblookup, ssdpy SSDP NOTIFY + M-SEARCH",
+        facts=(
+            (
+                "mdns",
+                "mdns",
+                (
+                    "frame.number",
+                    "ip.src",
+                    "dns.flags.response",
+                    "dns.qry.name",
+                    "dns.resp.name",
+                    "dns.ptr.domain_name",
+                    "dns.txt",
+                ),
+            ),
+            (
+                "nbns",
+                "nbns",
+                ("frame.number", "ip.src", "ip.dst", "nbns.flags.opcode", "nbns.name"),
+            ),
+            (
+                "ssdp",
+                "ssdp",
+                ("frame.number", "ip.src", "ip.dst", "http.request.line", "http.request.method"),
+            ),
+        ),
     ),
     Capture(
         "dicom-echo-store",
@@ -1478,6 +2547,16 @@ CAPTURES: tuple[Capture, ...] = (
         make_hl7_nonstandard,
         "MLLP on :6661: ADT^A04, then ORU^R01 + ADT^A03 in one write; each ACKed",
         HL7_DECODE,
+    ),
+    Capture(
+        "dicom-modalities",
+        "dicom/modalities.pcap",
+        make_dicom_modalities,
+        "10 modalities of 8 vendors (pynetdicom SCUs with vendor implementation UIDs and "
+        "device attributes) each C-STORE one instance to Orthanc; truth in "
+        "modalities.truth.yaml",
+        DICOM_DECODE,
+        extra=("modalities.truth.yaml",),
     ),
 )
 
@@ -1622,8 +2701,21 @@ def interface_count(path: Path) -> int:
 
 
 def count_conversations(path: Path, proto: str) -> int:
+    # tshark 4.0's SNMP dissector sets up conversations of its own, so "-z conv,udp" splits an
+    # SNMP request and its response into two conversations; counted without it, a UDP
+    # conversation is the 5-tuple, as medmon's flows are.
     out = subprocess.run(
-        [TOOL["tshark"], "-r", str(path), "-n", "-q", "-z", f"conv,{proto}"],
+        [
+            TOOL["tshark"],
+            "-r",
+            str(path),
+            "-n",
+            "--disable-protocol",
+            "snmp",
+            "-q",
+            "-z",
+            f"conv,{proto}",
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -1669,6 +2761,11 @@ def write_expected(out_dir: Path, versions: dict[str, str], made: Sequence[Captu
                 facts["dicom"] = dicom_oracle(path, c.decode_as)
             elif c.path.startswith("hl7/"):
                 facts["hl7"] = hl7_oracle(path, c.decode_as)
+            for name, display_filter, fields in c.facts:
+                facts[name] = [
+                    {f: v for f, v in zip(fields, row, strict=False) if v}
+                    for row in tshark_fields(path, display_filter, fields, c.decode_as)
+                ]
             by_dir[path.parent][path.name] = facts
     written = []
     for d, facts in by_dir.items():
@@ -1694,6 +2791,16 @@ def write_expected(out_dir: Path, versions: dict[str, str], made: Sequence[Captu
 # Generator versions that only the DICOM and HL7 captures' expected.json list (the generic
 # one stays as it was).
 DIR_GENERATORS: dict[str, tuple[str, ...]] = {
+    "generic": (
+        "samba",
+        "net-snmp",
+        "busybox",
+        "isc-dhclient",
+        "vsftpd",
+        "inetutils",
+        "python-zeroconf",
+        "ssdpy",
+    ),
     "dicom": ("dcmtk", "orthanc", "pynetdicom", "pydicom"),
     "hl7": ("python-hl7",),
 }
@@ -1721,6 +2828,15 @@ def protocol_versions() -> dict[str, str]:
         "pynetdicom": pip("pynetdicom"),
         "pydicom": pip("pydicom"),
         "python-hl7": pip("hl7"),
+        "samba": first([TOOL["smbd"], "--version"], r"Version (\S+)"),
+        "net-snmp": first([TOOL["snmpget"], "--version"], r"NET-SNMP version: (\S+)"),
+        "busybox": first([TOOL["busybox"]], r"BusyBox v(\S+)"),
+        "isc-dhclient": first([TOOL["dhclient"], "--version"], r"isc-dhclient-(\S+)"),
+        # vsftpd -v writes its version to file descriptor 0.
+        "vsftpd": first(["sh", "-c", f"{TOOL['vsftpd']} -v 0>&1"], r"version (\S+)"),
+        "inetutils": first([TOOL["telnetd"], "--version"], r"GNU inetutils\) (\S+)"),
+        "python-zeroconf": pip("zeroconf"),
+        "ssdpy": pip("ssdpy"),
     }
 
 
@@ -1872,6 +2988,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if frames == 0:
                 raise LabError(f"{c.path}: no packets captured")
             publish(raw, out_dir / c.path)
+            for name in c.extra:
+                publish(raw.with_name(name), (out_dir / c.path).with_name(name))
             say(f"      {c.path}: {frames} frames, {raw.stat().st_size} bytes")
     except KeyboardInterrupt:
         say("interrupted")

@@ -234,7 +234,8 @@ def test_port_option_adds_server_ports_and_rejects_unknown_parsers(db: str) -> N
     code, _out, err = run("replay", str(HTTP), "--db", db, "--port", "dicomx=4242")
     assert code == 2
     assert _err_line(err) == (
-        "medmon: error: --port: no parser named dicomx (known: dicom, hl7, http, ssh, tls)"
+        "medmon: error: --port: no parser named dicomx "
+        "(known: dicom, ftp, hl7, http, smb, ssh, telnet, tls)"
     )
     code, _out, err = run("replay", str(HTTP), "--db", db, "--port", "dicom=x")
     assert code == 2 and "expected PARSER=PORT" in err

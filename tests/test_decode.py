@@ -127,6 +127,30 @@ def test_decode_covers_the_link_types() -> None:
         assert seen.get(linktype, 0) > 0, f"no IP packet decoded for link type {linktype}"
 
 
+@pytest.mark.parametrize(
+    "capture", ["tcpdump/LINKTYPE_PKTAP.pcap", "tcpdump/nflog.pcap", "zeek/nflog-http.pcap"]
+)
+def test_payload_offsets_index_the_whole_frame(capture: str) -> None:
+    """``data[poff:poff + plen]`` is the L4 payload tshark shows, whatever wraps the frame
+    (a PKTAP header, NFLOG TLVs)."""
+    path = ROBUSTNESS / capture
+    if not path.is_file():
+        pytest.skip("robustness captures absent")
+    want = [
+        bytes.fromhex(h.replace(":", ""))
+        for h in tshark("-r", str(path), "-T", "fields", "-e", "udp.payload", "-e", "tcp.payload")
+        .replace("\t", " ")
+        .split()
+    ]
+    got = []
+    with CaptureReader(str(path)) as reader:
+        for _ts, linktype, data, _wl in reader:
+            p = Packet._make(decode(linktype, data))
+            if p.ip_version and p.payload_len > 0 and p.proto in (6, 17):
+                got.append(data[p.payload_offset : p.payload_offset + p.payload_len])
+    assert want and got == want
+
+
 # ------------------------------------------------------------------ hand-built edge cases
 # Hand-built bytes only for malformed or rare cases, each named for its defect.
 

@@ -48,3 +48,6 @@ def test_every_command_is_in_the_reference() -> None:
     for name in cli.commands:
         assert f"## medmon {name}\n" in reference
         assert cli.commands[name].help and "Example:" in cli.commands[name].help
+        for sub, command in getattr(cli.commands[name], "commands", {}).items():
+            assert f"### medmon {name} {sub}\n" in reference
+            assert command.help and "Example:" in command.help

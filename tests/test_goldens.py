@@ -41,7 +41,15 @@ from conftest import PCAPS, ROOT
 
 FOLDERS = ("generic", "dicom", "hl7")
 #: Tables written to golden files (only those with rows) and checked by expect files.
-GOLDEN_TABLES = ("flows", "dicom_associations", "dicom_devices", "hl7_messages", "anomalies")
+GOLDEN_TABLES = (
+    "flows",
+    "dicom_associations",
+    "dicom_devices",
+    "hl7_messages",
+    "observations",
+    "assets",
+    "anomalies",
+)
 #: The PHI canaries make_captures.py plants (pcaps/README.md); "CANARY" covers every variant.
 CANARIES = ("CANARY", "PHI-CANARY-0001", "19000101")
 GENERATED = "do not edit; pytest --update-golden"
@@ -63,6 +71,7 @@ JSON_COLUMNS = {
 WALL_CLOCK = {
     "runs": ("started_at", "finished_at", "sensor", "version"),
     "captures": ("path",),
+    "assets": ("updated_at",),
 }
 
 

@@ -604,11 +604,19 @@ def handshake(
     m.tcp(flow, True, 3, isn_c + 1, ACK, b"")
 
 
-def test_port_claim_is_decided_on_first_packet_detection_only() -> None:
+def test_port_claim_is_decided_on_first_packet() -> None:
     m = StreamManager(REGISTRY, Recorder().emit, Recorder().anomaly)
     flow = make_flow(server_port=443)
     m.tcp(flow, True, 1, 1000, SYN, b"")
-    assert (flow.app, flow.stream) == ("tls", False)
+    assert flow.app == "tls" and flow.stream.__class__.__name__ == "_Stream"
+
+
+def test_a_detection_only_spec_records_the_app_and_stops() -> None:
+    spec = ParserSpec("legacy", "detection only", tcp_ports=(7777,))
+    m = StreamManager([spec], Recorder().emit, Recorder().anomaly)
+    flow = make_flow(server_port=7777)
+    m.tcp(flow, True, 1, 1000, SYN, b"")
+    assert (flow.app, flow.stream) == ("legacy", False)
 
 
 def test_probe_claims_dicom_on_any_port() -> None:
@@ -660,7 +668,7 @@ def test_server_first_payload_is_probed_too() -> None:
     flow = make_flow(server_port=2222)
     handshake(m, flow)
     m.tcp(flow, False, 4, 5001, PSH_ACK, b"SSH-2.0-OpenSSH_9.2p1\r\n")
-    assert (flow.app, flow.stream) == ("ssh", False)
+    assert flow.app == "ssh" and flow.stream is not False
 
 
 def test_undecided_pure_acks_and_later_payloads_are_not_probed() -> None:

@@ -8,15 +8,58 @@ registration, no name magic; grep for ``REGISTRY``).
 
 from __future__ import annotations
 
-from monitor.parsers import detect, dicom, hl7
-from monitor.parsers.base import Analyzer, FlowContext, ParserSpec
+from monitor.parsers import (
+    cleartext,
+    dhcp,
+    dicom,
+    dns,
+    hl7,
+    http,
+    netbios,
+    smb,
+    snmp,
+    ssdp,
+    ssh,
+    tls,
+)
+from monitor.parsers.base import (
+    Analyzer,
+    DatagramContext,
+    DatagramSpec,
+    FlowContext,
+    ParserSpec,
+)
 
 REGISTRY: tuple[ParserSpec, ...] = (
     dicom.SPEC,
     hl7.SPEC,
-    detect.TLS_SPEC,
-    detect.SSH_SPEC,
-    detect.HTTP_SPEC,
+    tls.SPEC,
+    ssh.SPEC,
+    http.SPEC,
+    smb.SPEC,
+    cleartext.FTP_SPEC,
+    cleartext.TELNET_SPEC,
 )
 
-__all__ = ["REGISTRY", "Analyzer", "FlowContext", "ParserSpec"]
+#: UDP protocols read one datagram at a time (the flow table hands them their ports' datagrams).
+DATAGRAM_REGISTRY: tuple[DatagramSpec, ...] = (
+    dhcp.SPEC,
+    dns.DNS_SPEC,
+    dns.MDNS_SPEC,
+    dns.LLMNR_SPEC,
+    netbios.NBNS_SPEC,
+    netbios.NBDS_SPEC,
+    ssdp.SSDP_SPEC,
+    ssdp.WSD_SPEC,
+    snmp.SPEC,
+)
+
+__all__ = [
+    "DATAGRAM_REGISTRY",
+    "REGISTRY",
+    "Analyzer",
+    "DatagramContext",
+    "DatagramSpec",
+    "FlowContext",
+    "ParserSpec",
+]

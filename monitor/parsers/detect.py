@@ -1,9 +1,9 @@
-"""Detection-only parser specs: content probes that name a flow's application.
+"""Content probes that name a flow's application, shared by the parsers' specs.
 
 Each probe is a pure function ``probe_<app>(first: bytes, from_client: bool) -> bool`` over the
 first payload bytes of one direction (at most ``StreamManager(probe_bytes=...)`` of them, from
 the first segment that carried payload). Probes never raise and return False when the bytes are
-too short to decide. The full analyzers that later replace these specs keep the probes.
+too short to decide. The specs that use them are in the parsers' own modules.
 
 Probe layouts (offsets from the start of the direction's first payload)::
 
@@ -28,8 +28,6 @@ Probe layouts (offsets from the start of the direction's first payload)::
 from __future__ import annotations
 
 import struct
-
-from monitor.parsers.base import ParserSpec
 
 _U32 = struct.Struct("!I").unpack_from
 _U16 = struct.Struct("!H").unpack_from
@@ -124,35 +122,3 @@ def probe_http(first: bytes, from_client: bool) -> bool:
         return first.startswith(HTTP_VERSION_PREFIX)
     space = first.find(b" ", 0, _LONGEST_METHOD + 1)
     return space > 0 and first[:space] in HTTP_METHODS
-
-
-DICOM_SPEC = ParserSpec(
-    name="dicom",
-    description="DICOM Upper Layer (PS3.8): A-ASSOCIATE-RQ/AC; detection only",
-    tcp_ports=(104, 11112),
-    probe=probe_dicom,
-)
-HL7_SPEC = ParserSpec(
-    name="hl7",
-    description="HL7 v2 over MLLP (or raw TCP): MSH at the start of a block; detection only",
-    tcp_ports=(2575,),
-    probe=probe_hl7,
-)
-TLS_SPEC = ParserSpec(
-    name="tls",
-    description="TLS (RFC 8446 §5.1): a handshake record header; detection only",
-    tcp_ports=(443,),
-    probe=probe_tls,
-)
-SSH_SPEC = ParserSpec(
-    name="ssh",
-    description="SSH (RFC 4253 §4.2): the 'SSH-' version exchange line; detection only",
-    tcp_ports=(22,),
-    probe=probe_ssh,
-)
-HTTP_SPEC = ParserSpec(
-    name="http",
-    description="HTTP/1.x (RFC 9112): a request-line or a status-line; detection only",
-    tcp_ports=(80, 8080),
-    probe=probe_http,
-)

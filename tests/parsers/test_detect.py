@@ -234,16 +234,21 @@ def test_probes_decide_on_short_prefixes_without_raising() -> None:
 
 
 def test_registry_is_explicit_and_ordered() -> None:
-    """DICOM and HL7 have full analyzers and keep their probes; the rest detect only."""
-    from monitor.parsers import dicom, hl7
+    """Every spec has an analyzer; the probes of this module are the ones they use; DICOM and
+    HL7 come first (their probes are the most specific), FTP and Telnet go by port only."""
+    from monitor.parsers import cleartext, dicom, hl7, http, smb, ssh, tls
 
     assert [(s.name, s.tcp_ports, s.probe, s.analyzer) for s in REGISTRY] == [
         ("dicom", (104, 11112), probe_dicom, dicom.SPEC.analyzer),
         ("hl7", (2575,), probe_hl7, hl7.SPEC.analyzer),
-        ("tls", (443,), probe_tls, None),
-        ("ssh", (22,), probe_ssh, None),
-        ("http", (80, 8080), probe_http, None),
+        ("tls", (443,), probe_tls, tls.SPEC.analyzer),
+        ("ssh", (22,), probe_ssh, ssh.SPEC.analyzer),
+        ("http", (80, 8080), probe_http, http.SPEC.analyzer),
+        ("smb", (445, 139), smb.probe_smb, smb.SPEC.analyzer),
+        ("ftp", (21,), None, cleartext.FTP_SPEC.analyzer),
+        ("telnet", (23,), None, cleartext.TELNET_SPEC.analyzer),
     ]
+    assert all(s.analyzer is not None for s in REGISTRY)
     assert dicom.SPEC.analyzer is not None and hl7.SPEC.analyzer is not None
     assert all(s.description for s in REGISTRY)
 

@@ -1,0 +1,265 @@
+"""HTTP/1.x analyzer: User-Agent, Host, Server and clear-text Basic authentication, from heads only.
+
+RFC 9112 §2.1 message format, per direction of the connection::
+
+    start-line CRLF  *( field-line CRLF )  CRLF  [ message-body ]
+
+    request (client), RFC 9112 §3:   method SP request-target SP HTTP-version
+    response (server), RFC 9112 §4:  HTTP-version SP status-code SP [ reason-phrase ]
+    field-line, RFC 9112 §5:         field-name ":" OWS field-value OWS
+
+A bare LF is accepted as a line terminator (RFC 9112 §2.2). Bodies are skipped by
+Content-Length (RFC 9112 §6.3); a request without Content-Length or Transfer-Encoding has no
+body, nor has a response to HEAD or with status 1xx, 204 or 304. The analyzer is ``done`` after
+8 request heads and 8 response heads, and as soon as a body's length is only known by reading it
+(Transfer-Encoding: chunked, a response read until close), on a protocol switch (101, a CONNECT
+tunnel), when a head exceeds 16 KiB (``http.header_too_long``), when a start line is not
+HTTP/1.x (``http.malformed``) or a Content-Length is unusable (``http.bad_content_length``).
+
+Observations: ``http.user_agent`` (client), ``http.host`` (server: the Host header's name,
+without port, user info or path), ``http.server`` (server), and ``http.basic_auth`` = ``true``
+about both ends when an ``Authorization`` or ``Proxy-Authorization`` header with the Basic
+scheme (RFC 7617) is sent. Credentials, request targets and bodies are never recorded.
+
+:func:`clean_value` is the text rule every TCP analyzer applies to observation values.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from monitor.parsers.base import FlowContext, ParserSpec
+from monitor.parsers.detect import probe_http
+
+#: Observation values are capped at this many characters.
+MAX_VALUE_LENGTH = 256
+#: A head (start line and fields) longer than this is abandoned.
+MAX_HEAD_LENGTH = 16 << 10
+#: Request/response pairs read per connection.
+MAX_EXCHANGES = 8
+
+ANOMALY_HEADER_TOO_LONG = "http.header_too_long"
+ANOMALY_MALFORMED = "http.malformed"
+ANOMALY_BAD_CONTENT_LENGTH = "http.bad_content_length"
+
+HTTP_VERSION_PREFIX = b"HTTP/1."
+HTTP2_VERSION = b"HTTP/2"
+METHOD_HEAD = b"HEAD"
+METHOD_CONNECT = b"CONNECT"
+STATUS_SWITCHING_PROTOCOLS = 101
+
+#: C0 controls, DEL and C1 controls (Unicode category Cc) removed from observation values.
+_CONTROL = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)])
+
+
+def clean_value(raw: bytes | bytearray | str) -> str:
+    """Observation text: UTF-8 (invalid bytes replaced), control characters removed, at most
+    ``MAX_VALUE_LENGTH`` characters, surrounding spaces stripped."""
+    text = raw if isinstance(raw, str) else bytes(raw).decode("utf-8", "replace")
+    return text.translate(_CONTROL).strip()[:MAX_VALUE_LENGTH].strip()
+
+
+def host_name(value: bytes) -> str:
+    """The host of a Host field value or URI authority: no user info, port or path, lower case.
+
+    ``Example.org:8080`` -> ``example.org``; ``[2001:db8::1]:80`` -> ``2001:db8::1``.
+    """
+    value = value.strip()
+    for sep in (b"/", b"?", b"#"):
+        value = value.split(sep, 1)[0]
+    value = value.rsplit(b"@", 1)[-1]
+    if value.startswith(b"["):
+        value = value[1:].split(b"]", 1)[0]
+    elif value.count(b":") == 1:
+        value = value.split(b":", 1)[0]
+    return clean_value(value.lower())
+
+
+def parse_head(head: bytes) -> tuple[list[bytes], dict[bytes, list[bytes]]]:
+    """Split a head (without its empty last line) into start-line parts and fields.
+
+    Field names are lower-cased; values keep their order. Obsolete line folding (RFC 9112 §5.2)
+    continues the previous field. Pure, never raises.
+    """
+    lines = head.split(b"\n")
+    start = lines[0].rstrip(b"\r").split(b" ", 2)
+    fields: dict[bytes, list[bytes]] = {}
+    last: list[bytes] | None = None
+    for line in lines[1:]:
+        line = line.rstrip(b"\r")
+        if not line:
+            continue
+        if line[0] in b" \t" and last:
+            last[-1] += b" " + line.strip()
+            continue
+        name, sep, value = line.partition(b":")
+        if not sep:
+            continue
+        last = fields.setdefault(name.strip().lower(), [])
+        last.append(value.strip())
+    return start, fields
+
+
+class HttpAnalyzer:
+    """HTTP/1.x head analyzer for one flow (:class:`monitor.parsers.base.Analyzer`)."""
+
+    __slots__ = ("_buf", "_ctx", "_done", "_heads", "_methods", "_skip")
+
+    def __init__(self, ctx: FlowContext) -> None:
+        self._ctx = ctx
+        self._done = False
+        self._buf = {True: bytearray(), False: bytearray()}
+        #: body bytes still to skip, per direction
+        self._skip = {True: 0, False: 0}
+        #: heads read, per direction
+        self._heads = {True: 0, False: 0}
+        #: methods of requests not answered yet (a HEAD response has no body)
+        self._methods: deque[bytes] = deque()
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def data(self, from_client: bool, data: bytes, ts_ns: int) -> None:
+        skip = self._skip[from_client]
+        if skip:
+            if len(data) <= skip:
+                self._skip[from_client] = skip - len(data)
+                return
+            self._skip[from_client] = 0
+            data = data[skip:]
+        if self._heads[from_client] >= MAX_EXCHANGES:
+            return
+        buf = self._buf[from_client]
+        buf += data
+        while buf and not self._done:
+            end = buf.find(b"\r\n\r\n", 0, MAX_HEAD_LENGTH + 4)
+            size = 4
+            lf = buf.find(b"\n\n", 0, MAX_HEAD_LENGTH + 2)
+            if lf >= 0 and (end < 0 or lf < end):
+                end, size = lf, 2
+            if end < 0:
+                if len(buf) > MAX_HEAD_LENGTH:
+                    self._stop(
+                        ANOMALY_HEADER_TOO_LONG,
+                        f"{_side(from_client)}: no end of head in {len(buf)} bytes",
+                    )
+                return
+            head = bytes(buf[:end])
+            del buf[: end + size]
+            body = self._head(from_client, head, ts_ns)
+            self._heads[from_client] += 1
+            if self._heads[True] >= MAX_EXCHANGES and self._heads[False] >= MAX_EXCHANGES:
+                self._done = True
+            if self._done or body is None:
+                self._done = True
+                return
+            if self._heads[from_client] >= MAX_EXCHANGES:
+                buf.clear()
+                return
+            if body:
+                if len(buf) <= body:
+                    self._skip[from_client] = body - len(buf)
+                    buf.clear()
+                    return
+                del buf[:body]
+
+    def gap(self, from_client: bool, size: int) -> None:
+        skip = self._skip[from_client]
+        if skip >= size and not self._buf[from_client]:
+            self._skip[from_client] = skip - size  # the gap fell inside a skipped body
+            return
+        self._done = True  # message boundaries are lost
+
+    def close(self) -> None:
+        self._done = True
+        self._buf[True].clear()
+        self._buf[False].clear()
+
+    def _stop(self, name: str, detail: str) -> None:
+        self._ctx.anomaly(name, detail)
+        self._done = True
+
+    def _head(self, from_client: bool, head: bytes, ts_ns: int) -> int | None:
+        """Record one head's observations; return its body length (None: stop reading)."""
+        start, fields = parse_head(head.lstrip(b"\r\n"))
+        observe = self._ctx.observe
+        if from_client:
+            if len(start) == 3 and start[2].startswith(HTTP2_VERSION):
+                return None  # the HTTP/2 connection preface (RFC 9113 §3.4): not HTTP/1.x
+            if len(start) != 3 or not start[2].startswith(HTTP_VERSION_PREFIX):
+                self._stop(ANOMALY_MALFORMED, f"client->server: request line {_clip(start)}")
+                return None
+            method = start[0]
+            self._methods.append(method)
+            for value in fields.get(b"user-agent", ()):
+                if agent := clean_value(value):
+                    observe(True, "http.user_agent", agent, ts_ns)
+            hosts = fields.get(b"host") or []
+            if not hosts and start[1][:7].lower() == b"http://":
+                hosts = [start[1][7:]]  # absolute-form request target (RFC 9112 §3.2.2)
+            for value in hosts:
+                if host := host_name(value):
+                    observe(False, "http.host", host, ts_ns)
+            for name in (b"authorization", b"proxy-authorization"):
+                for value in fields.get(name, ()):
+                    if value[:6].lower() == b"basic " or value.lower() == b"basic":
+                        observe(True, "http.basic_auth", "true", ts_ns)
+                        observe(False, "http.basic_auth", "true", ts_ns)
+            if method == METHOD_CONNECT:
+                return None  # a tunnel follows the head
+            return self._body_length(True, fields, default=0)
+        if not start[0].startswith(HTTP_VERSION_PREFIX) or len(start) < 2:
+            self._stop(ANOMALY_MALFORMED, f"server->client: status line {_clip(start)}")
+            return None
+        for value in fields.get(b"server", ()):
+            if server := clean_value(value):
+                observe(False, "http.server", server, ts_ns)
+        status = int(start[1]) if start[1].isdigit() else 0
+        if status == STATUS_SWITCHING_PROTOCOLS:
+            return None
+        if 100 <= status < 200:
+            self._heads[False] -= 1  # an interim response: the final one follows
+            return 0
+        method = self._methods.popleft() if self._methods else b""
+        if method == METHOD_HEAD or status in (204, 304):
+            return 0
+        if method == METHOD_CONNECT and 200 <= status < 300:
+            return None
+        return self._body_length(False, fields, default=None)
+
+    def _body_length(
+        self, from_client: bool, fields: dict[bytes, list[bytes]], default: int | None
+    ) -> int | None:
+        """RFC 9112 §6.3: the body length, or None when it is not known from the head."""
+        if b"transfer-encoding" in fields:
+            return None
+        values = fields.get(b"content-length")
+        if not values:
+            return default
+        lengths = {v.strip() for value in values for v in value.split(b",")}
+        if len(lengths) != 1 or not next(iter(lengths)).isdigit():
+            self._stop(
+                ANOMALY_BAD_CONTENT_LENGTH,
+                f"{_side(from_client)}: Content-Length {b', '.join(values)[:64]!r}",
+            )
+            return None
+        return int(next(iter(lengths)))
+
+
+def _clip(start: list[bytes]) -> str:
+    """A start line for an anomaly detail: its first and (of three) last part, never the target."""
+    return repr(start[0][:32]) + (f" ... {start[2][:16]!r}" if len(start) == 3 else "")
+
+
+def _side(from_client: bool) -> str:
+    return "client->server" if from_client else "server->client"
+
+
+SPEC = ParserSpec(
+    name="http",
+    description="HTTP/1.x (RFC 9112): User-Agent, Host, Server and Basic auth from the heads",
+    tcp_ports=(80, 8080),
+    probe=probe_http,
+    analyzer=HttpAnalyzer,
+)
