@@ -38,6 +38,13 @@ COMPILED = (
     "monitor/parsers/hl7/mllp.py",
     "monitor/parsers/hl7/msh.py",
     "monitor/parsers/hl7/analyzer.py",
+    "monitor/observations.py",
+    "monitor/parsers/text.py",
+    "monitor/parsers/tls.py",
+    "monitor/parsers/http.py",
+    "monitor/parsers/dns.py",
+    "monitor/parsers/ssh.py",
+    "monitor/parsers/smb.py",
 )
 HERE = Path(__file__).resolve().parent
 

@@ -35,6 +35,13 @@ _NATIVE = (
     "parsers/hl7/mllp.py",
     "parsers/hl7/msh.py",
     "parsers/hl7/analyzer.py",
+    "observations.py",
+    "parsers/text.py",
+    "parsers/tls.py",
+    "parsers/http.py",
+    "parsers/dns.py",
+    "parsers/ssh.py",
+    "parsers/smb.py",
 )
 
 

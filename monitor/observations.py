@@ -30,8 +30,14 @@ from monitor.parsers.base import DatagramContext, DatagramSpec
 
 #: ``(ip, mac, kind, value)`` -> ``[first_ns, last_ns, count, flow_uid]``
 Entry = list[Any]
+#: What a datagram handler reported: ``(ip, mac, kind, value)``.
+Fact = tuple[str | None, str | None, str, str]
 
 ANOMALY_TABLE_FULL = "observation.table_full"
+#: Datagrams remembered to skip parsing repeats (:attr:`DatagramSpec.id_bytes`): a bound on
+#: the memory (about 16,384 x 512 bytes at most), cleared when full.
+MEMO_MAX_ENTRIES = 16_384
+MEMO_MAX_PAYLOAD = 512
 ANOMALY_DATAGRAM_ERROR = "udp.datagram_handler_error"
 
 _U16 = struct.Struct("!H").unpack_from
@@ -104,6 +110,10 @@ class ObservationCollector:
         self._ip_text: dict[bytes, str] = {}
         self._mac_text: dict[bytes, str | None] = {}
         self._syn_seen: set[tuple[Any, ...]] = set()
+        #: (spec, src, dst, payload less its ID) -> the facts its handler reported.
+        self._datagram_memo: dict[
+            tuple[Any, ...], list[tuple[str | None, str | None, str, str]]
+        ] = {}
         self._arp_seen: set[bytes] = set()
         #: UDP port -> spec (the first spec listing a port wins, as for TCP).
         self.udp_specs: dict[int, DatagramSpec] = {}
@@ -143,10 +153,8 @@ class ObservationCollector:
 
     def rows(self, run_id: int) -> Iterator[tuple[Any, ...]]:
         """The kept facts as ``observations`` rows (column order of
-        :class:`monitor.records.Observation`), sorted for a stable output."""
-        for (ip, mac, kind, value), (first, last, count, uid) in sorted(
-            self.entries.items(), key=lambda kv: (kv[0][0], kv[0][1] or "", kv[0][2], kv[0][3])
-        ):
+        :class:`monitor.records.Observation`), in the order they were first seen."""
+        for (ip, mac, kind, value), (first, last, count, uid) in self.entries.items():
             yield (run_id, uid, first, ip or None, mac, kind, value, last, count)
 
     def _ip(self, raw: bytes) -> str:
@@ -168,16 +176,13 @@ class ObservationCollector:
     def flow_observer(self, flow: Any) -> Callable[[bool, str, str, int], None]:
         """The ``observe`` callable for an analyzer of ``flow`` (see ``FlowContext.observe``)."""
         uid = flow.uid
+        add = self.add
+        client = (self._ip(flow.client_ip), self._mac(flow.client_mac))
+        server = (self._ip(flow.server_ip), self._mac(flow.server_mac))
 
         def observe(about_client: bool, kind: str, value: str, ts_ns: int) -> None:
-            if about_client:
-                self.add(
-                    self._ip(flow.client_ip), self._mac(flow.client_mac), kind, value, ts_ns, uid
-                )
-            else:
-                self.add(
-                    self._ip(flow.server_ip), self._mac(flow.server_mac), kind, value, ts_ns, uid
-                )
+            ip, mac = client if about_client else server
+            add(ip, mac, kind, value, ts_ns, uid)
 
         return observe
 
@@ -226,11 +231,25 @@ class ObservationCollector:
         uid = flow.uid
         add = self.add
         report = self._anomaly
+        # The same query again (a new ID, the rest equal) says nothing new: count its facts.
+        memo_key: tuple[Any, ...] | None = None
+        if spec.id_bytes and len(payload) <= MEMO_MAX_PAYLOAD:
+            memo_key = (spec.name, src, dst, smac, payload[spec.id_bytes :])
+            known = self._datagram_memo.get(memo_key)
+            if known is not None:
+                for ip, mac, kind, value in known:
+                    add(ip, mac, kind, value, ts_ns, uid)
+                return spec.name
+        facts: list[Fact] = []
+        clean = True
 
         def observe(ip: str | None, mac: str | None, kind: str, value: str) -> None:
+            facts.append((ip, mac, kind, value))
             add(ip, mac, kind, value, ts_ns, uid)
 
         def anomaly(name: str, detail: str | None) -> None:
+            nonlocal clean
+            clean = False
             if report is not None:
                 report(name, uid, detail)
 
@@ -250,4 +269,8 @@ class ObservationCollector:
             spec.handler(payload, ctx)
         except Exception as exc:  # a parser bug must not end the run (STYLE S3.4)
             anomaly(ANOMALY_DATAGRAM_ERROR, f"{spec.name}: {type(exc).__name__}: {exc}")
+        if memo_key is not None and clean:  # a bad datagram is parsed (and counted) each time
+            if len(self._datagram_memo) >= MEMO_MAX_ENTRIES:
+                self._datagram_memo.clear()
+            self._datagram_memo[memo_key] = facts
         return spec.name

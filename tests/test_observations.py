@@ -158,3 +158,33 @@ def test_a_datagram_parser_that_raises_is_an_anomaly() -> None:
     table.flush()
     assert seen and all(s[0] == "udp.datagram_handler_error" for s in seen)
     assert seen[0][2] == "dns: ValueError: bug"
+
+
+def test_a_repeated_query_is_parsed_once_and_counted_each_time() -> None:
+    from types import SimpleNamespace
+
+    calls: list[bytes] = []
+
+    def handler(payload: bytes, ctx: DatagramContext) -> None:
+        calls.append(payload)
+        if payload.endswith(b"bad"):
+            ctx.anomaly("dns.malformed", "test")
+            return
+        ctx.observe(ctx.src_ip, None, "dns.query", payload[2:].decode())
+
+    spec = DatagramSpec(name="dns", description="t", udp_ports=(53,), handler=handler, id_bytes=2)
+    collector = ObservationCollector((spec,), anomaly=lambda *a: None)
+    flow = SimpleNamespace(
+        uid="C1", client_ip=b"\x0a\x00\x00\x01", server_ip=b"\x0a\x00\x00\x35",
+        client_mac=b"", server_mac=b"",
+    )  # fmt: skip
+    for ts, payload in enumerate(
+        (b"\x00\x01pacs", b"\x00\x02pacs", b"\x00\x03ris", b"\x00\x04pacs")
+    ):
+        assert collector.datagram(flow, True, ts, 40000, 53, payload) == "dns"
+    assert calls == [b"\x00\x01pacs", b"\x00\x03ris"]
+    assert collector.entries[("10.0.0.1", None, "dns.query", "pacs")] == [0, 3, 3, "C1"]
+    # A datagram that made an anomaly is parsed (and reported) every time.
+    collector.datagram(flow, True, 5, 40000, 53, b"\x00\x05bad")
+    collector.datagram(flow, True, 6, 40000, 53, b"\x00\x06bad")
+    assert calls[-2:] == [b"\x00\x05bad", b"\x00\x06bad"]

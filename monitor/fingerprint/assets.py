@@ -15,6 +15,7 @@ from datetime import date, datetime
 from typing import Any
 
 from monitor.fingerprint.engine import Device, Engine, Fingerprint, Signal
+from monitor.fingerprint.rules import RuleSet
 
 #: Signals a device names itself with, most trusted first, and how to clean each.
 HOSTNAME_SIGNALS: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -82,3 +83,14 @@ def fingerprinter(
         return asset_fields(dev, engine.fingerprint(dev, as_of))
 
     return run
+
+
+def signal_kinds(rules: RuleSet) -> frozenset[str]:
+    """Every signal kind the rules or the host name fallback look at: the rest of a device's
+    signals (every DNS name it asked for...) need not be read to fingerprint it."""
+    kinds = {kind for kind, _pattern in HOSTNAME_SIGNALS}
+    for rule in rules.rules:
+        kinds.update(c.kind for c in rule.match)
+        kinds.update(c.kind for c in rule.not_)
+        kinds.update(c.kind for branch in rule.any_ for c in branch)
+    return frozenset(kinds)

@@ -46,6 +46,31 @@ class Analyzer(Protocol):
         ...
 
 
+def side(from_client: bool) -> str:
+    """The direction named in anomaly details: ``client->server`` or ``server->client``."""
+    return "client->server" if from_client else "server->client"
+
+
+def skip_pending(skip: dict[bool, int], from_client: bool, data: bytes) -> bytes:
+    """What is left of ``data`` after the bytes its direction still has to skip (a body, an
+    over-long message); ``skip[from_client]`` counts them down. Empty: all of it is skipped."""
+    pending = skip[from_client]
+    if len(data) <= pending:
+        skip[from_client] = pending - len(data)
+        return b""
+    skip[from_client] = 0
+    return data[pending:]
+
+
+@dataclass(frozen=True, slots=True)
+class ParseAnomaly:
+    """A named parse anomaly a datagram parser returns (STYLE S3.4): ``name`` is from
+    :mod:`monitor.anomalies`; ``detail`` never holds message content."""
+
+    name: str
+    detail: str
+
+
 def _ignore_observation(about_client: bool, kind: str, value: str, ts_ns: int) -> None:
     """Default ``FlowContext.observe``: drop it (analyzers run without a register in tests)."""
 
@@ -126,3 +151,7 @@ class DatagramSpec:
     udp_ports: tuple[int, ...]
     #: ``(payload, context) -> None``.
     handler: Callable[[bytes, DatagramContext], None]
+    #: Leading bytes that only number the message (the 2-byte ID of DNS-format messages):
+    #: datagrams from one sender to one receiver that are equal but for them say the same
+    #: things, so the collector parses them once per run. 0: parse every datagram.
+    id_bytes: int = 0

@@ -24,7 +24,7 @@ prompts, passwords) is never read. A side that sends 1 KiB without negotiating s
 from __future__ import annotations
 
 from monitor.parsers.base import FlowContext, ParserSpec
-from monitor.parsers.http import clean_value
+from monitor.parsers.text import clean_value
 
 # -- FTP -----------------------------------------------------------------------------------------
 

@@ -33,7 +33,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from monitor.parsers.base import DatagramContext, DatagramSpec
+from monitor.parsers.base import DatagramContext, DatagramSpec, ParseAnomaly
+from monitor.parsers.text import MAX_VALUE_CHARS, clean_text
 
 ANOMALY_MALFORMED = "dhcp.malformed"
 ANOMALY_TRUNCATED_OPTION = "dhcp.truncated_option"
@@ -103,19 +104,7 @@ KEPT_OPTIONS = frozenset(
 FIXED_LENGTHS = {OPTION_REQUESTED_IP_ADDRESS: 4, OPTION_DHCP_MESSAGE_TYPE: 1,
                  OPTION_SERVER_IDENTIFIER: 4, OPTION_OVERLOAD: 1}  # fmt: skip
 
-#: Longest observation value, in characters.
-MAX_VALUE_CHARS = 256
-#: C0 and C1 control characters (and DEL) become '?' in recorded text.
-_CONTROLS = dict.fromkeys((*range(0x20), *range(0x7F, 0xA0)), "?")
 _ZERO_IP = b"\x00\x00\x00\x00"
-
-
-@dataclass(frozen=True, slots=True)
-class Anomaly:
-    """A named parse anomaly; ``detail`` never holds message content."""
-
-    name: str
-    detail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +124,7 @@ class DhcpMessage:
     #: (RFC 3396), in order of first appearance.
     options: tuple[tuple[int, bytes], ...]
     #: Non-fatal problems met while reading the options.
-    anomalies: tuple[Anomaly, ...] = ()
+    anomalies: tuple[ParseAnomaly, ...] = ()
 
     def option(self, code: int) -> bytes | None:
         """The value of option ``code``, None when absent."""
@@ -145,7 +134,7 @@ class DhcpMessage:
         return None
 
 
-def parse_dhcp(buf: bytes | memoryview) -> DhcpMessage | Anomaly:
+def parse_dhcp(buf: bytes | memoryview) -> DhcpMessage | ParseAnomaly:
     """Decode one DHCP message (see the module docstring). Never raises.
 
     A datagram shorter than the fixed header and cookie, with a bad magic cookie or an op other
@@ -154,15 +143,17 @@ def parse_dhcp(buf: bytes | memoryview) -> DhcpMessage | Anomaly:
     """
     buf = bytes(buf)
     if len(buf) < OPTIONS_OFFSET:
-        return Anomaly(ANOMALY_MALFORMED, f"{len(buf)} bytes, shorter than the 240-byte header")
+        return ParseAnomaly(
+            ANOMALY_MALFORMED, f"{len(buf)} bytes, shorter than the 240-byte header"
+        )
     if buf[MAGIC_COOKIE_OFFSET:OPTIONS_OFFSET] != MAGIC_COOKIE:
-        return Anomaly(ANOMALY_MALFORMED, "bad magic cookie " + buf[236:240].hex())
+        return ParseAnomaly(ANOMALY_MALFORMED, "bad magic cookie " + buf[236:240].hex())
     op, htype, hlen, _hops, xid, _secs, _flags, ci, yi, _si, gi, ch = UNPACK_HEADER(buf)
     if op != BOOTREQUEST and op != BOOTREPLY:
-        return Anomaly(ANOMALY_MALFORMED, f"op {op} is neither BOOTREQUEST nor BOOTREPLY")
+        return ParseAnomaly(ANOMALY_MALFORMED, f"op {op} is neither BOOTREQUEST nor BOOTREPLY")
 
     found: dict[int, bytes] = {}
-    anomalies: list[Anomaly] = []
+    anomalies: list[ParseAnomaly] = []
     _read_options(buf, OPTIONS_OFFSET, len(buf), "options", found, anomalies)
     overload = found.get(OPTION_OVERLOAD)
     if overload is not None and len(overload) == 1:
@@ -177,7 +168,9 @@ def parse_dhcp(buf: bytes | memoryview) -> DhcpMessage | Anomaly:
         value = found.get(code)
         if value is not None and len(value) != size:
             anomalies.append(
-                Anomaly(ANOMALY_BAD_OPTION_LENGTH, f"option {code}: {len(value)} bytes, not {size}")
+                ParseAnomaly(
+                    ANOMALY_BAD_OPTION_LENGTH, f"option {code}: {len(value)} bytes, not {size}"
+                )
             )
             del found[code]
     mtype = found.get(OPTION_DHCP_MESSAGE_TYPE)
@@ -205,7 +198,7 @@ def _read_options(
     end: int,
     area: str,
     found: dict[int, bytes],
-    anomalies: list[Anomaly],
+    anomalies: list[ParseAnomaly],
 ) -> None:
     """Read ``code len value`` options of ``buf[pos:end]`` into ``found`` (kept codes only)."""
     while pos < end:
@@ -217,7 +210,7 @@ def _read_options(
             return
         if pos + 2 > end or pos + 2 + buf[pos + 1] > end:
             anomalies.append(
-                Anomaly(
+                ParseAnomaly(
                     ANOMALY_TRUNCATED_OPTION, f"option {code} runs past the end of the {area} area"
                 )
             )
@@ -238,23 +231,19 @@ def _ip(raw: bytes) -> str | None:
 
 
 def _text(raw: bytes) -> str:
-    """Recorded text: UTF-8 (else Latin-1), trailing NULs dropped, controls as '?', capped."""
-    raw = raw.rstrip(b"\x00")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    return text[:MAX_VALUE_CHARS].translate(_CONTROLS)
+    """Recorded text of an option value: trailing NUL padding dropped (many clients terminate
+    names with a NUL), then the datagram rule of :mod:`monitor.parsers.text`."""
+    return clean_text(raw.rstrip(b"\x00"))
 
 
-def fqdn_name(value: bytes) -> str | Anomaly:
+def fqdn_name(value: bytes) -> str | ParseAnomaly:
     """The domain name of a Client FQDN option value (RFC 4702 §2), without a trailing dot.
 
     Flag E set: canonical wire format (length-prefixed labels, no compression); a label running
     past the option is ``dhcp.bad_fqdn``. Flag E clear: ASCII (deprecated, still common).
     """
     if len(value) < 3:
-        return Anomaly(ANOMALY_BAD_FQDN, f"option 81 has {len(value)} bytes, fewer than 3")
+        return ParseAnomaly(ANOMALY_BAD_FQDN, f"option 81 has {len(value)} bytes, fewer than 3")
     name = value[3:]
     if not value[0] & FQDN_FLAG_E:
         return _text(name).rstrip(".")
@@ -265,7 +254,7 @@ def fqdn_name(value: bytes) -> str | Anomaly:
         if size == 0:
             break
         if size > 63 or pos + 1 + size > len(name):
-            return Anomaly(ANOMALY_BAD_FQDN, f"label of {size} bytes runs past option 81")
+            return ParseAnomaly(ANOMALY_BAD_FQDN, f"label of {size} bytes runs past option 81")
         labels.append(_text(name[pos + 1 : pos + 1 + size]))
         pos += 1 + size
     return ".".join(labels)[:MAX_VALUE_CHARS]
@@ -288,7 +277,7 @@ def user_class(value: bytes) -> str:
 def handle_dhcp(payload: bytes, ctx: DatagramContext) -> None:
     """Observations of one DHCP datagram (``docs/observations.md``, ``dhcp.*``)."""
     msg = parse_dhcp(payload)
-    if isinstance(msg, Anomaly):
+    if isinstance(msg, ParseAnomaly):
         ctx.anomaly(msg.name, msg.detail)
         return
     for a in msg.anomalies:
@@ -312,12 +301,14 @@ def _client(msg: DhcpMessage, ctx: DatagramContext) -> None:
         elif code == OPTION_VENDOR_CLASS_IDENTIFIER:
             observe(ip, mac, "dhcp.vendor_class_identifier", _text(value))
         elif code == OPTION_PARAMETER_REQUEST_LIST:
-            observe(ip, mac, "dhcp.parameter_request_list", ",".join(map(str, value))[:256])
+            observe(
+                ip, mac, "dhcp.parameter_request_list", ",".join(map(str, value))[:MAX_VALUE_CHARS]
+            )
         elif code == OPTION_CLIENT_IDENTIFIER:
             observe(ip, mac, "dhcp.client_identifier", value.hex(":")[:MAX_VALUE_CHARS])
         elif code == OPTION_CLIENT_FQDN:
             name = fqdn_name(value)
-            if isinstance(name, Anomaly):
+            if isinstance(name, ParseAnomaly):
                 ctx.anomaly(name.name, name.detail)
             elif name:
                 observe(ip, mac, "dhcp.fqdn", name)

@@ -27,7 +27,8 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
-from monitor.parsers.base import DatagramContext, DatagramSpec
+from monitor.parsers.base import DatagramContext, DatagramSpec, ParseAnomaly
+from monitor.parsers.text import clean_text, decode
 
 ANOMALY_MALFORMED = "dns.malformed"
 ANOMALY_BAD_NAME = "dns.bad_name"
@@ -71,18 +72,6 @@ SUBTYPE_LABEL = "._sub."
 #: TXT keys (RFC 6763 §6.4: case-insensitive) that name a device model: Apple's ``model``,
 #: AirPlay/HomeKit ``md``, IPP Everywhere / Bonjour printing ``ty`` and ``product``.
 MODEL_KEYS = frozenset((b"md", b"model", b"ty", b"product"))
-
-MAX_VALUE_CHARS = 256
-#: C0 and C1 control characters (and DEL) become '?' in recorded text.
-_CONTROLS = dict.fromkeys((*range(0x20), *range(0x7F, 0xA0)), "?")
-
-
-@dataclass(frozen=True, slots=True)
-class Anomaly:
-    """A named parse anomaly; ``detail`` never holds message content."""
-
-    name: str
-    detail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,22 +156,17 @@ def read_name(buf: bytes, pos: int) -> tuple[str, int]:
             raise _Bad(ANOMALY_MALFORMED, "a label runs past the end of the message")
         labels.append(buf[pos + 1 : pos + 1 + size])
         pos += 1 + size
-    raw = b".".join(labels)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    return text, (end if end >= 0 else pos)
+    return decode(b".".join(labels)), (end if end >= 0 else pos)
 
 
-def parse_dns(buf: bytes | memoryview, *, records: bool = True) -> DnsMessage | Anomaly:
+def parse_dns(buf: bytes | memoryview, *, records: bool = True) -> DnsMessage | ParseAnomaly:
     """Decode one message (see the module docstring). Never raises.
 
     ``records`` False: read the header and questions only (the hot path of plain DNS).
     """
     buf = bytes(buf)
     if len(buf) < HEADER_LENGTH:
-        return Anomaly(ANOMALY_MALFORMED, f"{len(buf)} bytes, shorter than the 12-byte header")
+        return ParseAnomaly(ANOMALY_MALFORMED, f"{len(buf)} bytes, shorter than the 12-byte header")
     ident, flags, qdcount, ancount, nscount, arcount = UNPACK_HEADER(buf)
     try:
         pos = HEADER_LENGTH
@@ -203,7 +187,7 @@ def parse_dns(buf: bytes | memoryview, *, records: bool = True) -> DnsMessage | 
                 rr, pos = _read_record(buf, pos)
                 rrs.append(rr)
     except _Bad as bad:
-        return Anomaly(bad.name, bad.detail)
+        return ParseAnomaly(bad.name, bad.detail)
     return DnsMessage(
         id=ident,
         qr=bool(flags & FLAG_QR),
@@ -247,24 +231,11 @@ def _read_record(buf: bytes, pos: int) -> tuple[ResourceRecord, int]:
     return ResourceRecord(name, rtype, rclass & CLASS_MASK, ttl, data), end
 
 
-def _text(value: str) -> str:
-    """Recorded text: controls as '?', capped."""
-    return value[:MAX_VALUE_CHARS].translate(_CONTROLS)
-
-
-def _bytes_text(raw: bytes) -> str:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    return _text(text)
-
-
 def _query_names(msg: DnsMessage) -> list[str]:
     """Distinct question names, lower case (no trailing dot: :func:`read_name` adds none)."""
     names: list[str] = []
     for q in msg.questions:
-        name = _text(q.name.lower())
+        name = clean_text(q.name.lower())
         if name and name not in names:
             names.append(name)
     return names
@@ -283,7 +254,7 @@ def handle_dns(payload: bytes, ctx: DatagramContext) -> None:
     if (flags >> OPCODE_SHIFT) & 0xF != OPCODE_QUERY:
         return
     msg = parse_dns(payload, records=False)
-    if isinstance(msg, Anomaly):
+    if isinstance(msg, ParseAnomaly):
         ctx.anomaly(msg.name, msg.detail)
         return
     for name in _query_names(msg):
@@ -295,7 +266,7 @@ def handle_llmnr(payload: bytes, ctx: DatagramContext) -> None:
     if len(payload) >= HEADER_LENGTH and payload[2] & 0x80:
         return  # a response: nothing about the querier
     msg = parse_dns(payload, records=False)
-    if isinstance(msg, Anomaly):
+    if isinstance(msg, ParseAnomaly):
         ctx.anomaly(msg.name, msg.detail)
         return
     if msg.opcode != OPCODE_QUERY:
@@ -316,18 +287,18 @@ def mdns_facts(msg: DnsMessage) -> list[tuple[str, str]]:
     for rr in msg.records:
         rtype = rr.rtype
         if rtype == TYPE_A or rtype == TYPE_AAAA:
-            fact = ("mdns.name", _text(rr.name.lower()))
+            fact = ("mdns.name", clean_text(rr.name.lower()))
         elif rtype == TYPE_PTR:
             owner = rr.name.lower()
             if owner == SERVICES_META_QUERY:
                 if not isinstance(rr.data, str) or not rr.data.startswith("_"):
                     continue
-                fact = ("mdns.service", _text(rr.data.lower()))
+                fact = ("mdns.service", clean_text(rr.data.lower()))
             elif owner.startswith("_"):
                 sub = owner.find(SUBTYPE_LABEL)
                 if sub >= 0:
                     owner = owner[sub + len(SUBTYPE_LABEL) :]
-                fact = ("mdns.service", _text(owner))
+                fact = ("mdns.service", clean_text(owner))
             else:
                 continue  # a reverse-mapping PTR (in-addr.arpa) names no service
         elif rtype == TYPE_TXT and isinstance(rr.data, tuple):
@@ -337,7 +308,7 @@ def mdns_facts(msg: DnsMessage) -> list[tuple[str, str]]:
                     value = s[eq + 1 :]
                     if value[:1] == b"(" and value[-1:] == b")":
                         value = value[1:-1]  # Bonjour Printing 1.2 §9.2.6: product=(model)
-                    fact = ("mdns.model", _bytes_text(value))
+                    fact = ("mdns.model", clean_text(value))
                     if fact not in facts:
                         facts.append(fact)
             continue
@@ -353,7 +324,7 @@ def handle_mdns(payload: bytes, ctx: DatagramContext) -> None:
     if len(payload) >= HEADER_LENGTH and not payload[2] & 0x80:
         return  # a query: its known answers are other hosts' records
     msg = parse_dns(payload)
-    if isinstance(msg, Anomaly):
+    if isinstance(msg, ParseAnomaly):
         ctx.anomaly(msg.name, msg.detail)
         return
     for kind, value in mdns_facts(msg):
@@ -365,16 +336,19 @@ DNS_SPEC = DatagramSpec(
     description="DNS (RFC 1035 §4): query names of standard queries, responders on port 53",
     udp_ports=(53,),
     handler=handle_dns,
+    id_bytes=2,  # RFC 1035 §4.1.1 ID: a repeated query differs only there
 )
 MDNS_SPEC = DatagramSpec(
     name="mdns",
     description="Multicast DNS / DNS-SD (RFC 6762, RFC 6763): announced names, services, models",
     udp_ports=(5353,),
     handler=handle_mdns,
+    id_bytes=2,
 )
 LLMNR_SPEC = DatagramSpec(
     name="llmnr",
     description="LLMNR (RFC 4795): names asked by queriers",
     udp_ports=(5355,),
     handler=handle_llmnr,
+    id_bytes=2,
 )

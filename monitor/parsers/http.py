@@ -20,19 +20,17 @@ Observations: ``http.user_agent`` (client), ``http.host`` (server: the Host head
 without port, user info or path), ``http.server`` (server), and ``http.basic_auth`` = ``true``
 about both ends when an ``Authorization`` or ``Proxy-Authorization`` header with the Basic
 scheme (RFC 7617) is sent. Credentials, request targets and bodies are never recorded.
-
-:func:`clean_value` is the text rule every TCP analyzer applies to observation values.
+Observation values follow the stream rule of :mod:`monitor.parsers.text` (:func:`clean_value`).
 """
 
 from __future__ import annotations
 
 from collections import deque
 
-from monitor.parsers.base import FlowContext, ParserSpec
+from monitor.parsers.base import FlowContext, ParserSpec, side, skip_pending
 from monitor.parsers.detect import probe_http
+from monitor.parsers.text import clean_value
 
-#: Observation values are capped at this many characters.
-MAX_VALUE_LENGTH = 256
 #: A head (start line and fields) longer than this is abandoned.
 MAX_HEAD_LENGTH = 16 << 10
 #: Request/response pairs read per connection.
@@ -47,16 +45,6 @@ HTTP2_VERSION = b"HTTP/2"
 METHOD_HEAD = b"HEAD"
 METHOD_CONNECT = b"CONNECT"
 STATUS_SWITCHING_PROTOCOLS = 101
-
-#: C0 controls, DEL and C1 controls (Unicode category Cc) removed from observation values.
-_CONTROL = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)])
-
-
-def clean_value(raw: bytes | bytearray | str) -> str:
-    """Observation text: UTF-8 (invalid bytes replaced), control characters removed, at most
-    ``MAX_VALUE_LENGTH`` characters, surrounding spaces stripped."""
-    text = raw if isinstance(raw, str) else bytes(raw).decode("utf-8", "replace")
-    return text.translate(_CONTROL).strip()[:MAX_VALUE_LENGTH].strip()
 
 
 def host_name(value: bytes) -> str:
@@ -85,8 +73,8 @@ def parse_head(head: bytes) -> tuple[list[bytes], dict[bytes, list[bytes]]]:
     start = lines[0].rstrip(b"\r").split(b" ", 2)
     fields: dict[bytes, list[bytes]] = {}
     last: list[bytes] | None = None
+    # A line's CR needs no rstrip: value and folded text are stripped, a lone CR has no colon.
     for line in lines[1:]:
-        line = line.rstrip(b"\r")
         if not line:
             continue
         if line[0] in b" \t" and last:
@@ -121,13 +109,10 @@ class HttpAnalyzer:
         return self._done
 
     def data(self, from_client: bool, data: bytes, ts_ns: int) -> None:
-        skip = self._skip[from_client]
-        if skip:
-            if len(data) <= skip:
-                self._skip[from_client] = skip - len(data)
+        if self._skip[from_client]:
+            data = skip_pending(self._skip, from_client, data)
+            if not data:
                 return
-            self._skip[from_client] = 0
-            data = data[skip:]
         if self._heads[from_client] >= MAX_EXCHANGES:
             return
         buf = self._buf[from_client]
@@ -135,14 +120,15 @@ class HttpAnalyzer:
         while buf and not self._done:
             end = buf.find(b"\r\n\r\n", 0, MAX_HEAD_LENGTH + 4)
             size = 4
-            lf = buf.find(b"\n\n", 0, MAX_HEAD_LENGTH + 2)
-            if lf >= 0 and (end < 0 or lf < end):
+            # A bare-LF end of head counts only before the CRLF one: search no further.
+            lf = buf.find(b"\n\n", 0, end + 1 if end >= 0 else MAX_HEAD_LENGTH + 2)
+            if lf >= 0:
                 end, size = lf, 2
             if end < 0:
                 if len(buf) > MAX_HEAD_LENGTH:
                     self._stop(
                         ANOMALY_HEADER_TOO_LONG,
-                        f"{_side(from_client)}: no end of head in {len(buf)} bytes",
+                        f"{side(from_client)}: no end of head in {len(buf)} bytes",
                     )
                 return
             head = bytes(buf[:end])
@@ -241,7 +227,7 @@ class HttpAnalyzer:
         if len(lengths) != 1 or not next(iter(lengths)).isdigit():
             self._stop(
                 ANOMALY_BAD_CONTENT_LENGTH,
-                f"{_side(from_client)}: Content-Length {b', '.join(values)[:64]!r}",
+                f"{side(from_client)}: Content-Length {b', '.join(values)[:64]!r}",
             )
             return None
         return int(next(iter(lengths)))
@@ -250,10 +236,6 @@ class HttpAnalyzer:
 def _clip(start: list[bytes]) -> str:
     """A start line for an anomaly detail: its first and (of three) last part, never the target."""
     return repr(start[0][:32]) + (f" ... {start[2][:16]!r}" if len(start) == 3 else "")
-
-
-def _side(from_client: bool) -> str:
-    return "client->server" if from_client else "server->client"
 
 
 SPEC = ParserSpec(

@@ -37,7 +37,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from monitor.parsers.base import DatagramContext, DatagramSpec
+from monitor.parsers.base import DatagramContext, DatagramSpec, ParseAnomaly
+from monitor.parsers.text import LATIN1, clean_text
 
 ANOMALY_MALFORMED = "netbios.malformed"
 ANOMALY_BAD_NAME = "netbios.bad_name"
@@ -87,17 +88,6 @@ ANNOUNCEMENT_LENGTH = 24  # through OSVersionMinor
 #: file-server name, NetBIOS suffix 0x20).
 SERVER_SUFFIX = 0x20
 
-MAX_VALUE_CHARS = 256
-_CONTROLS = dict.fromkeys((*range(0x20), *range(0x7F, 0xA0)), "?")
-
-
-@dataclass(frozen=True, slots=True)
-class Anomaly:
-    """A named parse anomaly; ``detail`` never holds message content."""
-
-    name: str
-    detail: str
-
 
 @dataclass(frozen=True, slots=True)
 class NbName:
@@ -135,7 +125,7 @@ class BrowserAnnouncement:
 
 def render_name(raw16: bytes) -> str:
     """``NAME<xx>`` from the 16 decoded bytes: padding spaces dropped, controls as '?'."""
-    name = raw16[:15].rstrip(b" \x00").decode("latin-1").translate(_CONTROLS)
+    name = clean_text(raw16[:15].rstrip(b" \x00"), decoding=LATIN1)
     return f"{name}<{raw16[15]:02x}>"
 
 
@@ -151,24 +141,28 @@ def decode_first_level(encoded: bytes) -> bytes | None:
     return bytes(out)
 
 
-def read_nb_name(buf: bytes, pos: int) -> tuple[str | Anomaly, int]:
+def read_nb_name(buf: bytes, pos: int) -> tuple[str | ParseAnomaly, int]:
     """The rendered name at ``pos`` (scope dropped) and the offset after it."""
     hops = 0
     end = -1
     while pos < len(buf) and buf[pos] & 0xC0 == 0xC0:
         if pos + 1 >= len(buf) or hops >= MAX_POINTER_HOPS:
-            return Anomaly(ANOMALY_BAD_NAME, "a name pointer is cut or loops"), len(buf)
+            return ParseAnomaly(ANOMALY_BAD_NAME, "a name pointer is cut or loops"), len(buf)
         if end < 0:
             end = pos + 2
         pos = ((buf[pos] & 0x3F) << 8) | buf[pos + 1]
         hops += 1
     if pos >= len(buf) or buf[pos] != ENCODED_NAME_LENGTH:
-        return Anomaly(ANOMALY_BAD_NAME, "the first label is not a 32-byte encoded name"), len(buf)
+        return ParseAnomaly(ANOMALY_BAD_NAME, "the first label is not a 32-byte encoded name"), len(
+            buf
+        )
     if pos + 1 + ENCODED_NAME_LENGTH > len(buf):
-        return Anomaly(ANOMALY_MALFORMED, "a name runs past the end of the packet"), len(buf)
+        return ParseAnomaly(ANOMALY_MALFORMED, "a name runs past the end of the packet"), len(buf)
     raw = decode_first_level(buf[pos + 1 : pos + 1 + ENCODED_NAME_LENGTH])
     if raw is None:
-        return Anomaly(ANOMALY_BAD_NAME, "an encoded name has a byte outside 'A'..'P'"), len(buf)
+        return ParseAnomaly(ANOMALY_BAD_NAME, "an encoded name has a byte outside 'A'..'P'"), len(
+            buf
+        )
     pos += 1 + ENCODED_NAME_LENGTH
     # Scope labels (RFC 1001 §14.1.1), skipped.
     while pos < len(buf) and buf[pos] != 0:
@@ -178,24 +172,24 @@ def read_nb_name(buf: bytes, pos: int) -> tuple[str | Anomaly, int]:
             break
         pos += 1 + buf[pos]
     if pos >= len(buf):
-        return Anomaly(ANOMALY_MALFORMED, "a name runs past the end of the packet"), len(buf)
+        return ParseAnomaly(ANOMALY_MALFORMED, "a name runs past the end of the packet"), len(buf)
     return render_name(raw), (end if end >= 0 else pos + 1)
 
 
-def parse_nbns(buf: bytes | memoryview) -> NbnsPacket | Anomaly:
+def parse_nbns(buf: bytes | memoryview) -> NbnsPacket | ParseAnomaly:
     """Decode one name service packet (see the module docstring). Never raises."""
     buf = bytes(buf)
     if len(buf) < HEADER_LENGTH:
-        return Anomaly(ANOMALY_MALFORMED, f"{len(buf)} bytes, shorter than the 12-byte header")
+        return ParseAnomaly(ANOMALY_MALFORMED, f"{len(buf)} bytes, shorter than the 12-byte header")
     trn_id, flags, qdcount, ancount, nscount, arcount = UNPACK_HEADER(buf)
     pos = HEADER_LENGTH
     question = None
     for i in range(qdcount):
         name, pos = read_nb_name(buf, pos)
-        if isinstance(name, Anomaly):
+        if isinstance(name, ParseAnomaly):
             return name
         if pos + 4 > len(buf):
-            return Anomaly(ANOMALY_MALFORMED, "a question runs past the end of the packet")
+            return ParseAnomaly(ANOMALY_MALFORMED, "a question runs past the end of the packet")
         pos += 4
         if i == 0:
             question = name
@@ -203,15 +197,15 @@ def parse_nbns(buf: bytes | memoryview) -> NbnsPacket | Anomaly:
     for section, count in ((0, ancount), (1, nscount), (2, arcount)):
         for _ in range(count):
             rr_name, pos = read_nb_name(buf, pos)
-            if isinstance(rr_name, Anomaly):
+            if isinstance(rr_name, ParseAnomaly):
                 return rr_name
             if pos + 10 > len(buf):
-                return Anomaly(ANOMALY_MALFORMED, "a record header runs past the end")
+                return ParseAnomaly(ANOMALY_MALFORMED, "a record header runs past the end")
             rr_type, _rr_class, _ttl, rdlength = UNPACK_RR_FIXED(buf, pos)
             pos += 10
             end = pos + rdlength
             if end > len(buf):
-                return Anomaly(ANOMALY_MALFORMED, "a record's RDATA runs past the end")
+                return ParseAnomaly(ANOMALY_MALFORMED, "a record's RDATA runs past the end")
             if rr_type == RR_TYPE_NB and section != 1:
                 for p in range(pos, end - 5, 6):
                     nb_flags, addr = UNPACK_NB_ENTRY(buf, p)
@@ -236,7 +230,7 @@ def handle_nbns(payload: bytes, ctx: DatagramContext) -> None:
     used only for its own address). Queries and releases say nothing about their sender.
     """
     pkt = parse_nbns(payload)
-    if isinstance(pkt, Anomaly):
+    if isinstance(pkt, ParseAnomaly):
         ctx.anomaly(pkt.name, pkt.detail)
         return
     if not pkt.response and pkt.opcode in CLAIM_OPCODES:
@@ -252,7 +246,7 @@ def handle_nbns(payload: bytes, ctx: DatagramContext) -> None:
             ctx.observe(nb.address, mac, kind, nb.name)
 
 
-def parse_browser_datagram(buf: bytes | memoryview) -> BrowserAnnouncement | Anomaly | None:
+def parse_browser_datagram(buf: bytes | memoryview) -> BrowserAnnouncement | ParseAnomaly | None:
     """A host or local master announcement from a datagram-service packet.
 
     None: a valid datagram that is not one (another mailslot, another browser opcode, a
@@ -260,23 +254,25 @@ def parse_browser_datagram(buf: bytes | memoryview) -> BrowserAnnouncement | Ano
     """
     buf = bytes(buf)
     if len(buf) < DATAGRAM_HEADER_LENGTH:
-        return Anomaly(ANOMALY_MALFORMED, f"{len(buf)} bytes, shorter than the datagram header")
+        return ParseAnomaly(
+            ANOMALY_MALFORMED, f"{len(buf)} bytes, shorter than the datagram header"
+        )
     if buf[0] not in DATAGRAM_TYPES:
         return None
     source, pos = read_nb_name(buf, DATAGRAM_HEADER_LENGTH)
-    if isinstance(source, Anomaly):
+    if isinstance(source, ParseAnomaly):
         return source
     destination, pos = read_nb_name(buf, pos)
-    if isinstance(destination, Anomaly):
+    if isinstance(destination, ParseAnomaly):
         return destination
     smb = buf[pos:]
     if len(smb) < SMB_HEADER_LENGTH + 1 or smb[:4] != SMB_PROTOCOL:
-        return Anomaly(ANOMALY_MALFORMED, "the datagram's user data is not an SMB")
+        return ParseAnomaly(ANOMALY_MALFORMED, "the datagram's user data is not an SMB")
     if smb[4] != SMB_COM_TRANSACTION or smb[SMB_HEADER_LENGTH] != TRANSACTION_WORD_COUNT:
         return None
     words_end = SMB_HEADER_LENGTH + 1 + 2 * TRANSACTION_WORD_COUNT
     if len(smb) < words_end + 2 + len(MAILSLOT_BROWSE):
-        return Anomaly(ANOMALY_MALFORMED, "an SMB transaction is cut short")
+        return ParseAnomaly(ANOMALY_MALFORMED, "an SMB transaction is cut short")
     # Bytes: ByteCount(2), then the transaction name right after it (no Unicode: NetBIOS
     # datagrams carry OEM strings).
     if smb[words_end + 2 : words_end + 2 + len(MAILSLOT_BROWSE)] != MAILSLOT_BROWSE:
@@ -286,12 +282,12 @@ def parse_browser_datagram(buf: bytes | memoryview) -> BrowserAnnouncement | Ano
     if not data or data[0] not in ANNOUNCEMENT_OPCODES:
         return None
     if len(data) < ANNOUNCEMENT_LENGTH:
-        return Anomaly(ANOMALY_MALFORMED, f"a browser announcement of {len(data)} bytes")
-    server = data[6:22].split(b"\x00", 1)[0].decode("latin-1").translate(_CONTROLS)
+        return ParseAnomaly(ANOMALY_MALFORMED, f"a browser announcement of {len(data)} bytes")
+    server = clean_text(data[6:22].split(b"\x00", 1)[0], decoding=LATIN1)
     return BrowserAnnouncement(
         source_name=source,
         opcode=data[0],
-        server_name=server[:MAX_VALUE_CHARS],
+        server_name=server,
         os_version_major=data[22],
         os_version_minor=data[23],
     )
@@ -302,7 +298,7 @@ def handle_datagram(payload: bytes, ctx: DatagramContext) -> None:
     ann = parse_browser_datagram(payload)
     if ann is None:
         return
-    if isinstance(ann, Anomaly):
+    if isinstance(ann, ParseAnomaly):
         ctx.anomaly(ann.name, ann.detail)
         return
     if ann.server_name:
@@ -322,6 +318,7 @@ NBNS_SPEC = DatagramSpec(
     description="NetBIOS Name Service (RFC 1002 §4.2): registered and resolved names",
     udp_ports=(137,),
     handler=handle_nbns,
+    id_bytes=2,  # RFC 1002 §4.2.1.1 NAME_TRN_ID
 )
 NBDS_SPEC = DatagramSpec(
     name="nbds",

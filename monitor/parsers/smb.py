@@ -75,8 +75,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from monitor.parsers.base import FlowContext, ParserSpec
-from monitor.parsers.http import clean_value
+from monitor.parsers.base import FlowContext, ParserSpec, side, skip_pending
+from monitor.parsers.text import clean_value
 
 UNPACK_U16 = struct.Struct("<H").unpack_from
 UNPACK_U32 = struct.Struct("<I").unpack_from
@@ -265,13 +265,10 @@ class SmbAnalyzer:
         return self._done
 
     def data(self, from_client: bool, data: bytes, ts_ns: int) -> None:
-        skip = self._skip[from_client]
-        if skip:
-            if len(data) <= skip:
-                self._skip[from_client] = skip - len(data)
+        if self._skip[from_client]:
+            data = skip_pending(self._skip, from_client, data)
+            if not data:
                 return
-            self._skip[from_client] = 0
-            data = data[skip:]
         buf = self._buf[from_client]
         buf += data
         off = 0
@@ -313,8 +310,7 @@ class SmbAnalyzer:
         self._buf[False].clear()
 
     def _malformed(self, from_client: bool, detail: str) -> None:
-        side = "client->server" if from_client else "server->client"
-        self._ctx.anomaly(ANOMALY_MALFORMED, f"{side}: {detail}")
+        self._ctx.anomaly(ANOMALY_MALFORMED, f"{side(from_client)}: {detail}")
         self._done = True
 
     def _both(self, kind: str, value: str, ts_ns: int) -> None:
@@ -479,8 +475,7 @@ class SmbAnalyzer:
         if ntlm is None:
             return
         if isinstance(ntlm, str):
-            side = "client->server" if from_client else "server->client"
-            self._ctx.anomaly(ANOMALY_MALFORMED, f"{side}: {ntlm}")
+            self._ctx.anomaly(ANOMALY_MALFORMED, f"{side(from_client)}: {ntlm}")
             return
         observe = self._ctx.observe
         if ntlm.os_version:

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from monitor.parsers.base import DatagramContext, DatagramSpec
+from monitor.parsers.base import DatagramContext, DatagramSpec, ParseAnomaly
+from monitor.parsers.text import clean_text
 
 ANOMALY_MALFORMED = "snmp.malformed"
 
@@ -85,17 +86,6 @@ MAX_LENGTH_BYTES = 4
 MAX_VARBINDS = 64
 #: OBJECT IDENTIFIER arcs decoded at most (RFC 2578 §3.5: at most 128 sub-identifiers).
 MAX_OID_ARCS = 128
-
-MAX_VALUE_CHARS = 256
-_CONTROLS = dict.fromkeys((*range(0x20), *range(0x7F, 0xA0)), "?")
-
-
-@dataclass(frozen=True, slots=True)
-class Anomaly:
-    """A named parse anomaly; ``detail`` never holds message content (nor a community)."""
-
-    name: str
-    detail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,21 +165,13 @@ def decode_oid(raw: bytes) -> str | None:
     return ".".join(map(str, arcs))
 
 
-def _text(raw: bytes) -> str:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    return text[:MAX_VALUE_CHARS].translate(_CONTROLS)
-
-
-def parse_snmp(buf: bytes | memoryview) -> SnmpMessage | Anomaly:
+def parse_snmp(buf: bytes | memoryview) -> SnmpMessage | ParseAnomaly:
     """Decode one SNMP message (see the module docstring). Never raises."""
     buf = bytes(buf)
     try:
         return _parse(buf)
     except _Bad as bad:
-        return Anomaly(ANOMALY_MALFORMED, str(bad))
+        return ParseAnomaly(ANOMALY_MALFORMED, str(bad))
 
 
 def _parse(buf: bytes) -> SnmpMessage:
@@ -230,7 +212,7 @@ def _system_group(buf: bytes, pos: int, end: int) -> list[tuple[str, str]]:
         if oid not in SYSTEM_OBSERVATIONS:
             continue
         if tag == TAG_OCTET_STRING and oid != SYS_OBJECT_ID:
-            found.append((oid, _text(buf[v_start:v_end])))
+            found.append((oid, clean_text(buf[v_start:v_end])))
         elif tag == TAG_OBJECT_IDENTIFIER and oid == SYS_OBJECT_ID:
             value = decode_oid(buf[v_start:v_end])
             if value is not None:
@@ -243,7 +225,7 @@ def handle_snmp(payload: bytes, ctx: DatagramContext) -> None:
     """``snmp.version`` and ``snmp.default_community`` about both ends; the system group
     from a Response about its sender (the agent)."""
     msg = parse_snmp(payload)
-    if isinstance(msg, Anomaly):
+    if isinstance(msg, ParseAnomaly):
         ctx.anomaly(msg.name, msg.detail)
         return
     ends = ((ctx.src_ip, ctx.src_mac), (ctx.dst_ip, ctx.dst_mac))

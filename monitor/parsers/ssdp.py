@@ -27,7 +27,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from monitor.parsers.base import DatagramContext, DatagramSpec
+from monitor.parsers.base import DatagramContext, DatagramSpec, ParseAnomaly
+from monitor.parsers.text import clean_text
 
 ANOMALY_SSDP_MALFORMED = "ssdp.malformed"
 ANOMALY_WSD_MALFORMED = "wsd.malformed"
@@ -55,17 +56,6 @@ _WSD_TYPES = re.compile(
 #: §6.3 ResolveMatches; the 2005/04 draft uses the same last path segments).
 WSD_ANNOUNCING_ACTIONS = ("/Hello", "/ProbeMatches", "/ResolveMatches")
 
-MAX_VALUE_CHARS = 256
-_CONTROLS = dict.fromkeys((*range(0x20), *range(0x7F, 0xA0)), "?")
-
-
-@dataclass(frozen=True, slots=True)
-class Anomaly:
-    """A named parse anomaly; ``detail`` never holds message content."""
-
-    name: str
-    detail: str
-
 
 @dataclass(frozen=True, slots=True)
 class SsdpMessage:
@@ -87,15 +77,7 @@ class WsdMessage:
     types: tuple[str, ...]
 
 
-def _text(raw: bytes) -> str:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    return text[:MAX_VALUE_CHARS].translate(_CONTROLS)
-
-
-def parse_ssdp(buf: bytes | memoryview) -> SsdpMessage | Anomaly | None:
+def parse_ssdp(buf: bytes | memoryview) -> SsdpMessage | ParseAnomaly | None:
     """Decode the start line and kept headers of one SSDP datagram. Never raises.
 
     None: an HTTPU message SSDP does not define here (another method or status). A datagram
@@ -108,7 +90,7 @@ def parse_ssdp(buf: bytes | memoryview) -> SsdpMessage | Anomaly | None:
     lines = head.split(b"\n", MAX_HEADER_LINES + 1)[: MAX_HEADER_LINES + 1]
     start = lines[0].rstrip(b"\r").split(b" ", 2)
     if len(start) != 3:
-        return Anomaly(ANOMALY_SSDP_MALFORMED, "the first line is not an HTTP/1.x start line")
+        return ParseAnomaly(ANOMALY_SSDP_MALFORMED, "the first line is not an HTTP/1.x start line")
     if start[0].startswith(HTTP_VERSION_PREFIX):
         if start[1] != b"200":
             return None
@@ -121,7 +103,7 @@ def parse_ssdp(buf: bytes | memoryview) -> SsdpMessage | Anomaly | None:
         else:
             return None
     else:
-        return Anomaly(ANOMALY_SSDP_MALFORMED, "the first line is not an HTTP/1.x start line")
+        return ParseAnomaly(ANOMALY_SSDP_MALFORMED, "the first line is not an HTTP/1.x start line")
     found: dict[bytes, str] = {}
     for line in lines[1:]:
         colon = line.find(b":")
@@ -129,7 +111,7 @@ def parse_ssdp(buf: bytes | memoryview) -> SsdpMessage | Anomaly | None:
             continue
         name = line[:colon].strip().lower()
         if name in KEPT_HEADERS and name not in found:
-            found[name] = _text(line[colon + 1 :].strip())
+            found[name] = clean_text(line[colon + 1 :].strip())
     return SsdpMessage(
         method=method,
         server=found.get(b"server") or None,
@@ -146,7 +128,7 @@ def handle_ssdp(payload: bytes, ctx: DatagramContext) -> None:
     msg = parse_ssdp(payload)
     if msg is None:
         return
-    if isinstance(msg, Anomaly):
+    if isinstance(msg, ParseAnomaly):
         ctx.anomaly(msg.name, msg.detail)
         return
     ip, mac = ctx.src_ip, ctx.src_mac
@@ -161,7 +143,7 @@ def handle_ssdp(payload: bytes, ctx: DatagramContext) -> None:
         ctx.observe(ip, mac, "ssdp.device_type", target)
 
 
-def parse_wsd(buf: bytes | memoryview) -> WsdMessage | Anomaly:
+def parse_wsd(buf: bytes | memoryview) -> WsdMessage | ParseAnomaly:
     """The Action and the Types texts of one WS-Discovery message. Never raises.
 
     A datagram without a WS-Addressing Action element is ``wsd.malformed``.
@@ -169,20 +151,20 @@ def parse_wsd(buf: bytes | memoryview) -> WsdMessage | Anomaly:
     data = bytes(buf[:MAX_WSD_BYTES])
     action = _WSD_ACTION.search(data)
     if action is None:
-        return Anomaly(ANOMALY_WSD_MALFORMED, "no WS-Addressing Action element")
+        return ParseAnomaly(ANOMALY_WSD_MALFORMED, "no WS-Addressing Action element")
     types: list[str] = []
     for m in _WSD_TYPES.finditer(data):
-        value = _text(b" ".join(m.group(1).split()))
+        value = clean_text(b" ".join(m.group(1).split()))
         if value and value not in types:
             types.append(value)
-    return WsdMessage(action=_text(action.group(1)), types=tuple(types))
+    return WsdMessage(action=clean_text(action.group(1)), types=tuple(types))
 
 
 def handle_wsd(payload: bytes, ctx: DatagramContext) -> None:
     """``wsd.types`` of a Hello or ProbeMatches sender (a Probe's Types are the searcher's
     wishes, not its own)."""
     msg = parse_wsd(payload)
-    if isinstance(msg, Anomaly):
+    if isinstance(msg, ParseAnomaly):
         ctx.anomaly(msg.name, msg.detail)
         return
     if not msg.action.endswith(WSD_ANNOUNCING_ACTIONS):

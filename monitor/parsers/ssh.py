@@ -14,9 +14,9 @@ the analyzer is ``done`` when both banners were seen. A direction that sends 8 K
 
 from __future__ import annotations
 
-from monitor.parsers.base import FlowContext, ParserSpec
+from monitor.parsers.base import FlowContext, ParserSpec, side
 from monitor.parsers.detect import SSH_BANNER_PREFIX, probe_ssh
-from monitor.parsers.http import clean_value
+from monitor.parsers.text import clean_value
 
 #: Bytes of one direction searched for the version line.
 MAX_PREAMBLE = 8 << 10
@@ -98,8 +98,9 @@ class SshAnalyzer:
     def _give_up(self, from_client: bool) -> None:
         self._finished[from_client] = True
         self._buf[from_client].clear()
-        side = "client->server" if from_client else "server->client"
-        self._ctx.anomaly(ANOMALY_NO_BANNER, f"{side}: no SSH- line in {MAX_PREAMBLE} bytes")
+        self._ctx.anomaly(
+            ANOMALY_NO_BANNER, f"{side(from_client)}: no SSH- line in {MAX_PREAMBLE} bytes"
+        )
 
 
 SPEC = ParserSpec(

@@ -60,24 +60,33 @@ Observations: ``tls.client_version``, ``tls.supported_versions``, ``tls.sni``, `
 from __future__ import annotations
 
 import hashlib
+import importlib
 import struct
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.parsers.base import FlowContext, ParserSpec
+from monitor.parsers.base import FlowContext, ParserSpec, side
 from monitor.parsers.detect import probe_tls
-from monitor.parsers.http import clean_value
+from monitor.parsers.text import clean_value
 
-_x509: Any
-try:  # optional: the well-kept X.509 reader; a minimal DER walk is used without it
-    from cryptography import x509 as _x509
-except ImportError:  # pragma: no cover - the DER walk is tested on its own
-    _x509 = None
+
+def _load_x509() -> Any:
+    """The ``cryptography`` X.509 reader (a dependency), or None: a minimal DER walk is used
+    without it. Imported by name so that type-checking this module (mypyc's build does, in an
+    environment without the package) never depends on it being installed."""
+    try:
+        return importlib.import_module("cryptography.x509")
+    except ImportError:  # pragma: no cover - the DER walk is tested on its own
+        return None
+
+
+_x509: Any = _load_x509()
 
 UNPACK_RECORD_HEADER = struct.Struct("!BHH").unpack_from  # type, version, length
 UNPACK_U8 = struct.Struct("!B").unpack_from
 UNPACK_U16 = struct.Struct("!H").unpack_from
 UNPACK_HANDSHAKE_HEADER = struct.Struct("!BBH").unpack_from  # type, length high byte, low 16 bits
+UNPACK_EXTENSION_HEADER = struct.Struct("!HH").unpack_from  # extension_type, length
 RECORD_HEADER_LENGTH = 5
 HANDSHAKE_HEADER_LENGTH = 4
 
@@ -202,6 +211,10 @@ X509_NAME_OIDS = {
 }
 
 
+#: RFC 8701 §2 GREASE values: 0x0a0a, 0x1a1a, ... 0xfafa.
+GREASE_VALUES = frozenset(range(0x0A0A, 0x10000, 0x1010))
+
+
 def is_grease(value: int) -> bool:
     """RFC 8701 §2 GREASE values: 0x0a0a, 0x1a1a, ... 0xfafa."""
     return value & 0x0F0F == 0x0A0A and value >> 8 == value & 0xFF
@@ -269,30 +282,46 @@ class Certificate:
     not_after: str
 
 
-def _extensions(body: bytes, off: int) -> list[tuple[int, bytes]]:
-    """The extensions block at ``off`` (RFC 8446 §4.2); none when the hello ends before it."""
+def _extension_blocks(
+    body: bytes, off: int, wanted: frozenset[int]
+) -> tuple[list[int], list[tuple[int, int, int]]]:
+    """The extensions block at ``off`` (RFC 8446 §4.2): the non-GREASE extension types in order,
+    and ``(type, start, end)`` of the ones in ``wanted``; none when the hello ends before it.
+
+    Only the framing is read here, so a block that runs past the hello fails before any
+    extension's content is looked at.
+    """
+    types: list[int] = []
+    found: list[tuple[int, int, int]] = []
     if off >= len(body):
-        return []
+        return types, found
     (total,) = UNPACK_U16(body, off)
     off += 2
     end = off + total
     if end > len(body):
         raise ValueError("extensions length runs past the hello")
-    out = []
     while off < end:
-        ext_type, ext_len = struct.unpack_from("!HH", body, off)
+        ext_type, ext_len = UNPACK_EXTENSION_HEADER(body, off)
         off += 4
-        if off + ext_len > end:
+        stop = off + ext_len
+        if stop > end:
             raise ValueError(f"extension 0x{ext_type:04x} runs past the extensions block")
-        out.append((ext_type, body[off : off + ext_len]))
-        off += ext_len
-    return out
+        if ext_type not in GREASE_VALUES:
+            types.append(ext_type)
+            if ext_type in wanted:
+                found.append((ext_type, off, stop))
+        off = stop
+    return types, found
 
 
 def _u16_list(data: bytes, off: int, length: int) -> tuple[int, ...]:
     if off + length > len(data) or length % 2:
         raise ValueError("uint16 list length is odd or runs past its field")
     return struct.unpack_from(f"!{length // 2}H", data, off)
+
+
+def _without_grease(values: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple([v for v in values if v not in GREASE_VALUES])
 
 
 def _first_alpn(data: bytes) -> bytes | None:
@@ -317,6 +346,21 @@ def _server_name(data: bytes) -> str | None:
     return None
 
 
+#: The ClientHello extensions whose content is read; the others are only listed.
+CLIENT_HELLO_READ = frozenset(
+    (
+        EXTENSION_SERVER_NAME,
+        EXTENSION_APPLICATION_LAYER_PROTOCOL_NEGOTIATION,
+        EXTENSION_SIGNATURE_ALGORITHMS,
+        EXTENSION_SUPPORTED_VERSIONS,
+    )
+)
+#: The ServerHello extensions whose content is read.
+SERVER_HELLO_READ = frozenset(
+    (EXTENSION_APPLICATION_LAYER_PROTOCOL_NEGOTIATION, EXTENSION_SUPPORTED_VERSIONS)
+)
+
+
 def parse_client_hello(body: bytes) -> ClientHello | ParseError:
     """Decode a ClientHello body (after the 4-byte handshake header). Never raises."""
     try:
@@ -331,29 +375,29 @@ def parse_client_hello(body: bytes) -> ClientHello | ParseError:
         sni = alpn = None
         sigalgs: tuple[int, ...] = ()
         versions: tuple[int, ...] = ()
-        types = []
-        for ext_type, data in _extensions(body, off):
-            if is_grease(ext_type):
-                continue
-            types.append(ext_type)
-            if ext_type == EXTENSION_SERVER_NAME and data:
-                sni = _server_name(data)
+        types, found = _extension_blocks(body, off, CLIENT_HELLO_READ)
+        for ext_type, start, stop in found:
+            if ext_type == EXTENSION_SERVER_NAME:
+                if stop > start:
+                    sni = _server_name(body[start:stop])
             elif ext_type == EXTENSION_APPLICATION_LAYER_PROTOCOL_NEGOTIATION:
-                alpn = _first_alpn(data)
-            elif ext_type == EXTENSION_SIGNATURE_ALGORITHMS and len(data) >= 2:
-                sigalgs = _u16_list(data, 2, UNPACK_U16(data, 0)[0])
-            elif ext_type == EXTENSION_SUPPORTED_VERSIONS and data:
-                versions = _u16_list(data, 1, data[0])
+                alpn = _first_alpn(body[start:stop])
+            elif ext_type == EXTENSION_SIGNATURE_ALGORITHMS:
+                if stop - start >= 2:
+                    data = body[start:stop]
+                    sigalgs = _u16_list(data, 2, UNPACK_U16(data, 0)[0])
+            elif stop > start:  # supported_versions
+                versions = _u16_list(body[start:stop], 1, body[start])
     except (IndexError, ValueError, struct.error) as exc:
         return ParseError(f"ClientHello: {exc or type(exc).__name__}")
     return ClientHello(
         legacy_version=legacy_version,
-        cipher_suites=tuple(c for c in ciphers if not is_grease(c)),
+        cipher_suites=_without_grease(ciphers),
         extensions=tuple(types),
         server_name=sni or None,
         alpn=alpn,
-        signature_algorithms=tuple(s for s in sigalgs if not is_grease(s)),
-        supported_versions=tuple(v for v in versions if not is_grease(v)),
+        signature_algorithms=_without_grease(sigalgs),
+        supported_versions=_without_grease(versions),
     )
 
 
@@ -371,15 +415,13 @@ def parse_server_hello(body: bytes) -> ServerHello | ParseError:
             raise ValueError("compression method runs past the hello")
         selected = None
         alpn = None
-        types = []
-        for ext_type, data in _extensions(body, off):
-            if is_grease(ext_type):
-                continue
-            types.append(ext_type)
-            if ext_type == EXTENSION_SUPPORTED_VERSIONS and len(data) >= 2:
-                (selected,) = UNPACK_U16(data, 0)
-            elif ext_type == EXTENSION_APPLICATION_LAYER_PROTOCOL_NEGOTIATION:
-                alpn = _first_alpn(data)
+        types, found = _extension_blocks(body, off, SERVER_HELLO_READ)
+        for ext_type, start, stop in found:
+            if ext_type == EXTENSION_SUPPORTED_VERSIONS:
+                if stop - start >= 2:
+                    (selected,) = UNPACK_U16(body, start)
+            else:
+                alpn = _first_alpn(body[start:stop])
     except (IndexError, ValueError, struct.error) as exc:
         return ParseError(f"ServerHello: {exc or type(exc).__name__}")
     return ServerHello(legacy_version, cipher, tuple(types), selected, alpn, hrr)
@@ -387,64 +429,102 @@ def parse_server_hello(body: bytes) -> ServerHello | ParseError:
 
 # -- JA4 ----------------------------------------------------------------------------------------
 
+#: ASCII letters and digits (JA4.md "ALPN Extension Value": alphanumeric first and last bytes).
+_ALNUM = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+#: JA4/JA4S strings kept per key at most; a full memo is emptied (a site's clients send a few
+#: hundred distinct hellos, so misses stay rare).
+MAX_MEMO_ENTRIES = 4096
+_JA4_MEMO: dict[tuple[object, ...], str] = {}
+_JA4S_MEMO: dict[tuple[object, ...], str] = {}
+_NO_HASH = "000000000000"
+
 
 def _alpn_chars(alpn: bytes | None) -> str:
     """First and last character of the first ALPN value (JA4.md "ALPN Extension Value")."""
     if not alpn:
         return "00"
     first, last = alpn[0], alpn[-1]
-    if (
-        chr(first).isascii()
-        and chr(first).isalnum()
-        and chr(last).isascii()
-        and chr(last).isalnum()
-    ):
+    if first in _ALNUM and last in _ALNUM:
         return chr(first) + chr(last)
     hexed = alpn.hex()
     return hexed[0] + hexed[-1]
-
-
-_ALNUM = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 
 def _hash12(text: str) -> str:
     return hashlib.sha256(text.encode("ascii")).hexdigest()[:12]
 
 
+def _hex_list(values: tuple[int, ...] | list[int]) -> str:
+    """``0a0a,1301`` (4 hex digits each, comma-separated)."""
+    return ",".join([f"{v:04x}" for v in values])
+
+
 def ja4(hello: ClientHello) -> str:
-    """JA4 of a ClientHello over TCP (FoxIO JA4.md): ``t13d1516h2_8daaf6152771_e5627efa2ab1``."""
+    """JA4 of a ClientHello over TCP (FoxIO JA4.md): ``t13d1516h2_8daaf6152771_e5627efa2ab1``.
+
+    Memoised on the fields it depends on (everything but the server name).
+    """
+    key = (
+        hello.legacy_version,
+        hello.supported_versions,
+        hello.cipher_suites,
+        hello.extensions,
+        hello.alpn,
+        hello.signature_algorithms,
+    )
+    value = _JA4_MEMO.get(key)
+    if value is None:
+        if len(_JA4_MEMO) >= MAX_MEMO_ENTRIES:
+            _JA4_MEMO.clear()
+        value = _JA4_MEMO[key] = _ja4(hello)
+    return value
+
+
+def _ja4(hello: ClientHello) -> str:
     versions = hello.supported_versions
     version = JA4_VERSIONS.get(max(versions) if versions else hello.legacy_version, "00")
-    sni = "d" if EXTENSION_SERVER_NAME in hello.extensions else "i"
     ciphers = hello.cipher_suites
     exts = hello.extensions
+    sni = "d" if EXTENSION_SERVER_NAME in exts else "i"
     a = (
         f"t{version}{sni}{min(len(ciphers), 99):02d}{min(len(exts), 99):02d}"
         f"{_alpn_chars(hello.alpn)}"
     )
-    b = _hash12(",".join(sorted(f"{c:04x}" for c in ciphers))) if ciphers else "000000000000"
+    # Fixed-width lower-case hex sorts as the numbers do: sort the numbers.
+    b = _hash12(_hex_list(sorted(ciphers))) if ciphers else _NO_HASH
     kept = sorted(
-        f"{e:04x}"
-        for e in exts
-        if e != EXTENSION_SERVER_NAME and e != EXTENSION_APPLICATION_LAYER_PROTOCOL_NEGOTIATION
+        [
+            e
+            for e in exts
+            if e != EXTENSION_SERVER_NAME and e != EXTENSION_APPLICATION_LAYER_PROTOCOL_NEGOTIATION
+        ]
     )
     if kept:
-        text = ",".join(kept)
+        text = _hex_list(kept)
         if hello.signature_algorithms:
-            text += "_" + ",".join(f"{s:04x}" for s in hello.signature_algorithms)
+            text += "_" + _hex_list(hello.signature_algorithms)
         c = _hash12(text)
     else:
-        c = "000000000000"
+        c = _NO_HASH
     return f"{a}_{b}_{c}"
 
 
 def ja4s(hello: ServerHello) -> str:
-    """JA4S of a ServerHello over TCP (FoxIO JA4S.md): ``t120400_c030_4e8089b08790``."""
-    version = JA4_VERSIONS.get(hello.version, "00")
-    exts = hello.extensions
-    a = f"t{version}{min(len(exts), 99):02d}{_alpn_chars(hello.alpn)}"
-    c = _hash12(",".join(f"{e:04x}" for e in exts)) if exts else "000000000000"
-    return f"{a}_{hello.cipher_suite:04x}_{c}"
+    """JA4S of a ServerHello over TCP (FoxIO JA4S.md): ``t120400_c030_4e8089b08790``.
+
+    Memoised on the fields it depends on.
+    """
+    key = (hello.version, hello.cipher_suite, hello.extensions, hello.alpn)
+    value = _JA4S_MEMO.get(key)
+    if value is None:
+        if len(_JA4S_MEMO) >= MAX_MEMO_ENTRIES:
+            _JA4S_MEMO.clear()
+        exts = hello.extensions
+        version = JA4_VERSIONS.get(hello.version, "00")
+        a = f"t{version}{min(len(exts), 99):02d}{_alpn_chars(hello.alpn)}"
+        c = _hash12(_hex_list(exts)) if exts else _NO_HASH
+        value = _JA4S_MEMO[key] = f"{a}_{hello.cipher_suite:04x}_{c}"
+    return value
 
 
 # -- X.509 --------------------------------------------------------------------------------------
@@ -641,7 +721,7 @@ class TlsAnalyzer:
         if not self._done and seen > MAX_HANDSHAKE_BYTES:
             self._ctx.anomaly(
                 ANOMALY_HANDSHAKE_TOO_LARGE,
-                f"{_side(from_client)}: {seen} bytes without the end of the handshake",
+                f"{side(from_client)}: {seen} bytes without the end of the handshake",
             )
             self._done = True
 
@@ -655,7 +735,7 @@ class TlsAnalyzer:
             buf.clear()
 
     def _malformed(self, from_client: bool, detail: str) -> None:
-        self._ctx.anomaly(ANOMALY_MALFORMED, f"{_side(from_client)}: {detail}")
+        self._ctx.anomaly(ANOMALY_MALFORMED, f"{side(from_client)}: {detail}")
         self._done = True
 
     def _handshake(self, from_client: bool, fragment: bytearray, ts_ns: int) -> None:
@@ -721,10 +801,6 @@ class TlsAnalyzer:
             observe(False, "tls.cert_not_after", cert.not_after, ts_ns)
         elif msg_type == HANDSHAKE_TYPE_SERVER_HELLO_DONE:
             self._done = True  # no Certificate (anonymous or PSK suites)
-
-
-def _side(from_client: bool) -> str:
-    return "client->server" if from_client else "server->client"
 
 
 SPEC = ParserSpec(

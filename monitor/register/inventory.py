@@ -22,7 +22,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import lru_cache
@@ -159,20 +159,11 @@ def run_bindings(reg: Register, run_id: int) -> tuple[list[Binding], dict[str, S
 SignalRow = tuple[str | None, str | None, str, str, int | None, int | None, int, str]
 
 
-def run_signals(reg: Register, run_id: int) -> list[SignalRow]:
-    """The run's signals: its observations, and what its DICOM and HL7 records say of the
-    devices that sent them."""
+def record_signals(reg: Register, run_id: int) -> list[SignalRow]:
+    """What the run's DICOM and HL7 records say of the devices that sent them, as signals.
+    (The run's observations are signals as they are; they never leave SQL.)"""
     con = reg.con
     out: list[SignalRow] = []
-    for ip, mac, kind, value, first, last, count in con.execute(
-        """
-        SELECT ip, mac, kind, value, epoch_ns(ts), epoch_ns(coalesce(last_ts, ts)),
-               coalesce(count, 1)
-        FROM observations WHERE run_id = ? AND value IS NOT NULL
-        """,
-        [run_id],
-    ).fetchall():
-        out.append((ip, mac, kind, value, first, last, count, "observations"))
 
     # DICOM associations: both ends' implementation, AE title and role; the SOP classes.
     storage_scps: set[str] = set()
@@ -339,19 +330,24 @@ def update_inventory(
     *,
     fingerprint: Fingerprinter,
     oui_lookup: Callable[[str], str | None] | None = None,
+    kinds: Collection[str] | None = None,
     now: datetime | None = None,
 ) -> InventoryResult:
     """Update ``asset_signals`` and ``assets`` from run ``run_id`` (see the module docstring),
-    inside the run's transaction (``writer`` is the run's :class:`RunWriter`)."""
+    inside the run's transaction (``writer`` is the run's :class:`RunWriter`).
+
+    ``kinds``: the signal kinds ``fingerprint`` looks at (all when None); the others are kept
+    in ``asset_signals`` but not read back for fingerprinting."""
     reg = writer.reg
     con = reg.con
     now = now or datetime.now(UTC)
     result = InventoryResult()
     bindings, sightings = run_bindings(reg, run_id)
-    signals = run_signals(reg, run_id)
+    extra = record_signals(reg, run_id)
     ident = resolve(bindings)
 
-    # Each sighting and signal to its asset; only internal devices are assets.
+    # The devices the run saw: each address (and MAC-only device) to its asset; only
+    # internal addresses are devices of the site.
     hosts: dict[str, Sighting] = {}
     for ip, s in sightings.items():
         asset = ident.asset_for(ip, None)
@@ -361,52 +357,106 @@ def update_inventory(
         if h is None:
             h = hosts[asset] = Sighting(first_ns=s.first_ns, last_ns=s.last_ns, vlan=s.vlan)
         else:
-            h.first_ns = min(x for x in (h.first_ns, s.first_ns) if x is not None)
+            h.first_ns = _ns_min(h.first_ns, s.first_ns)
             if (s.last_ns or 0) >= (h.last_ns or 0):
                 h.last_ns, h.vlan = s.last_ns, s.vlan if s.vlan is not None else h.vlan
         h.ips.update(s.ips)
         h.mac = ident.mac_of.get(asset)
-    agg: dict[tuple[str, str, str], list[Any]] = {}
-    for sip, mac, kind, value, first, last, count, source in signals:
-        asset = ident.asset_for(sip, mac)
-        if asset is None or (sip and is_device_ip_external(sip)):
+    # Addresses and MACs that only observations or records name (a DHCP client before its
+    # lease, a lease's address): their assets, and when they were seen.
+    # (A requested address is only asked for: it is not one the device used.)
+    named = con.execute(
+        """
+        SELECT ip, mac, epoch_ns(min(ts)), epoch_ns(max(coalesce(last_ts, ts))),
+               bool_or(kind <> 'dhcp.requested_ip')
+        FROM observations WHERE run_id = ? GROUP BY ip, mac
+        """,
+        [run_id],
+    ).fetchall()
+    named.extend((r[0], r[1], r[4], r[5], True) for r in extra)
+    ip_asset: dict[str, str] = {}
+    mac_asset: dict[str, str] = {}
+    for ip, mac, first, last, used in named:
+        asset = ident.asset_for(ip, mac)
+        if asset is None or (ip and not is_internal(ip)):
             continue
+        if ip:
+            ip_asset[ip] = asset
+        elif mac:
+            mac_asset[mac] = asset
         h = hosts.get(asset)
         if h is None:
             h = hosts[asset] = Sighting(first_ns=first, last_ns=last, mac=ident.mac_of.get(asset))
-        if sip and sip not in h.ips and kind != "dhcp.requested_ip":
-            h.ips[sip] = last or 0
-        key = (asset, kind, value[:1024])
-        a = agg.get(key)
-        if a is None:
-            agg[key] = [source, first, last, count]
         else:
-            a[1] = min(x for x in (a[1], first) if x is not None) if first else a[1]
-            a[2] = max(x for x in (a[2], last) if x is not None) if last else a[2]
-            a[3] += count
-    if oui_lookup is not None:
-        for asset, h in hosts.items():
-            if h.mac:
-                vendor = oui_lookup(h.mac)
-                if vendor:
-                    agg.setdefault((asset, "oui.vendor", vendor), ["oui", h.first_ns, h.last_ns, 1])
+            h.first_ns = _ns_min(h.first_ns, first)
+            if (last or 0) > (h.last_ns or 0):
+                h.last_ns = last
+        if ip and ip not in h.ips and used:
+            h.ips[ip] = last or 0
+    for ip in sightings:
+        asset = ident.asset_for(ip, None)
+        if asset is not None and asset in hosts:
+            ip_asset[ip] = asset
     if not hosts:
         return result
     result.merged = _merge_assets(reg, ident)
 
-    # asset_signals: merge this run's signals, then re-aggregate the touched assets.
-    rows = [
-        (asset, kind, value, a[0], a[1], a[2], a[3], run_id, run_id)
-        for (asset, kind, value), a in agg.items()
-    ]
-    result.signals = len(rows)
+    # This run's signals per asset, aggregated in SQL: observations and record signals joined
+    # to the address (or, for MAC-only facts, the MAC) they are about.
     names = ["asset_id", "kind", "value", "source", "first_seen", "last_seen", "count",
              "first_run", "last_run"]  # fmt: skip
-    types = [pa.string()] * 4 + [_TS, _TS, pa.int64(), pa.int64(), pa.int64()]
     touched = sorted(hosts)
+    oui_rows: list[tuple[Any, ...]] = []
+    if oui_lookup is not None:
+        for h in hosts.values():
+            vendor = oui_lookup(h.mac) if h.mac else None
+            if vendor:
+                oui_rows.append(
+                    (None, h.mac, "oui.vendor", vendor, h.first_ns, h.last_ns, 1, "oui")
+                )
+    extra_names = ["ip", "mac", "kind", "value", "first_ns", "last_ns", "count", "source"]
+    extra_types = [pa.string()] * 4 + [pa.int64()] * 3 + [pa.string()]
     con.register("_medmon_touched", _arrow([(a,) for a in touched], ["asset_id"], [pa.string()]))
-    con.register("_medmon_signals", _arrow(rows, names, types))
+    con.register("_medmon_extra", _arrow(list(extra) + oui_rows, extra_names, extra_types))
+    con.register(
+        "_medmon_ip_asset",
+        _arrow(sorted(ip_asset.items()), ["ip", "asset_id"], [pa.string(), pa.string()]),
+    )
+    con.register(
+        "_medmon_mac_asset",
+        _arrow(
+            sorted({**mac_asset, **{h.mac: a for a, h in hosts.items() if h.mac}}.items()),
+            ["mac", "asset_id"],
+            [pa.string(), pa.string()],
+        ),
+    )
     try:
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE _medmon_signals AS
+            WITH s AS (
+                SELECT ip, mac, kind, value, ts AS first_seen,
+                       coalesce(last_ts, ts) AS last_seen, coalesce(count, 1) AS count,
+                       'observations' AS source
+                FROM observations WHERE run_id = {int(run_id)} AND value IS NOT NULL
+                UNION ALL
+                SELECT ip, mac, kind, value, make_timestamp_ns(first_ns)::TIMESTAMPTZ,
+                       make_timestamp_ns(last_ns)::TIMESTAMPTZ, count, source
+                FROM _medmon_extra
+            )
+            SELECT coalesce(ia.asset_id, ma.asset_id) AS asset_id, s.kind,
+                   left(s.value, 1024) AS value, min(s.source) AS source,
+                   min(s.first_seen) AS first_seen, max(s.last_seen) AS last_seen,
+                   sum(s.count)::BIGINT AS count, {int(run_id)}::BIGINT AS first_run,
+                   {int(run_id)}::BIGINT AS last_run
+            FROM s
+            LEFT JOIN _medmon_ip_asset ia ON s.ip = ia.ip
+            LEFT JOIN _medmon_mac_asset ma ON s.ip IS NULL AND s.mac = ma.mac
+            WHERE coalesce(ia.asset_id, ma.asset_id) IS NOT NULL
+            GROUP BY ALL
+            """
+        )
+        result.signals = int(con.execute("SELECT count(*) FROM _medmon_signals").fetchall()[0][0])
         # Facts already known add to their counts; new facts are appended. A merged asset's
         # signals may now appear twice (the address's and the MAC's): those are folded.
         con.execute(
@@ -430,10 +480,14 @@ def update_inventory(
             _fold_duplicate_signals(reg, names)
         by_asset: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
         # Times are not needed to fingerprint (explain reads them itself).
+        only = ""
+        if kinds is not None:
+            con.register("_medmon_kinds", _arrow([(k,) for k in kinds], ["kind"], [pa.string()]))
+            only = "AND kind IN (SELECT kind FROM _medmon_kinds)"
         for asset, kind, value, source in con.execute(
-            """
+            f"""
             SELECT asset_id, kind, value, source FROM asset_signals
-            WHERE asset_id IN (SELECT asset_id FROM _medmon_touched)
+            WHERE asset_id IN (SELECT asset_id FROM _medmon_touched) {only}
             ORDER BY asset_id, kind, last_seen DESC, value
             """
         ).fetchall():
@@ -501,8 +555,10 @@ def update_inventory(
         writer.flush()
         result.assets = len(asset_rows)
     finally:
-        con.unregister("_medmon_touched")
-        con.unregister("_medmon_signals")
+        for view in ("_medmon_touched", "_medmon_extra", "_medmon_ip_asset", "_medmon_mac_asset",
+                     "_medmon_kinds"):  # fmt: skip
+            con.unregister(view)
+        con.execute("DROP TABLE IF EXISTS _medmon_signals")
     return result
 
 

@@ -8,7 +8,8 @@ import pytest
 from wire import tcp_payloads as w
 
 from monitor.parsers import detect, http
-from monitor.parsers.http import clean_value, host_name
+from monitor.parsers.http import host_name
+from monitor.parsers.text import clean_value
 
 from conftest import PCAPS, ROBUSTNESS, tshark
 

@@ -4,6 +4,7 @@ and JA4S documentation's worked examples; hand-built malformed records for each 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import struct
@@ -142,6 +143,20 @@ def test_names_of_versions_and_ciphers() -> None:
     assert cipher_name(0x0002) == "TLS_RSA_WITH_NULL_SHA"
     assert cipher_name(0xCCA8) == "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"
     assert cipher_name(0xC0FF) == "0xc0ff"
+
+
+def test_ja4_memo_is_bounded_and_keyed_on_every_field_but_the_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tls, "MAX_MEMO_ENTRIES", 2)
+    monkeypatch.setattr(tls, "_JA4_MEMO", {})
+    base = ClientHello(0x0303, (0x1301, 0x1302), (0x0000, 0x000D), "a.example", None, (0x0403,), ())
+    assert ja4(base) == ja4(dataclasses.replace(base, server_name="b.example"))
+    other = dataclasses.replace(base, signature_algorithms=(0x0804,))
+    assert ja4(other) != ja4(base)
+    assert ja4(dataclasses.replace(base, legacy_version=0x0301)).startswith("t10d")
+    assert len(tls._JA4_MEMO) <= 2
+    assert ja4(base) == tls._ja4(base) and ja4(other) == tls._ja4(other)
 
 
 def test_ja4_alpn_characters_follow_the_specification() -> None:
