@@ -1386,6 +1386,9 @@ def start_dhcp_server(lab: Lab) -> None:
     argv += [f"--dhcp-option=option:router,{SUBNET['clin'].gateway}"]
     argv += [f"--dhcp-option=option:dns-server,{DNS_SERVER}", f"--domain={DOMAIN}"]
     argv += ["--dhcp-authoritative", f"--dhcp-leasefile={lab.tmp / 'dhcp.leases'}"]
+    # Address reservations (MAC,address), re-read on SIGHUP: empty until a case adds one.
+    (lab.tmp / "dhcp-hosts").write_text("")
+    argv += [f"--dhcp-hostsfile={lab.tmp / 'dhcp-hosts'}"]
     argv += ["--log-dhcp", "--log-facility=-", f"--pid-file={lab.tmp / 'dhcp.pid'}"]
     argv += ["--user=root"]
     p = lab.start(ns("dhcp"), argv, "dhcp.log")
@@ -1435,6 +1438,41 @@ def make_dhcp(lab: Lab, out: Path) -> None:
         if not (DHCP_RANGE[0] <= ip <= DHCP_RANGE[1] and len(ip) == len(DHCP_RANGE[0])):
             raise LabError(f"{name}: leased {ip}, outside {DHCP_RANGE}")
     say(f"      leases: pump {pump_ip}, nursews {nurse_ip}")
+
+
+#: The address the renumbered pump asks for (DHCP option 50) after releasing its first lease.
+RENUMBERED_IP = "10.40.0.141"
+
+
+def make_dhcp_renumber(lab: Lab, out: Path) -> None:
+    """The "infusion pump" (busybox udhcpc) leases an address, talks from it, releases it, then
+    leases another one (asking for it with option 50) and talks from that: one device, two
+    addresses, as when a device is moved or its lease expires."""
+    on_demand(lab, "dhcp-server", start_dhcp_server)
+    pump = HOST["pump"]
+    udhcpc = ["udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "3", "-T", "3"]
+    udhcpc += ["-x", f"hostname:{pump.hostname}", "-V", PUMP_VENDOR_CLASS]
+    udhcpc += ["-s", "/etc/udhcpc/default.script"]
+    with lab.capture("tcpdump", ["br-clin"], out):
+        lab.ns_run("pump", udhcpc)
+        first = leased_ip(lab, "pump")
+        expect(
+            "pump GET from its first lease", curl_status(lab, "pump", f"http://{WEB.ip}/"), "200"
+        )
+        # The administrator reserves another address for the pump (dnsmasq re-reads its hosts
+        # file on SIGHUP); the pump releases its lease (-R: DHCPRELEASE on exit) and asks again.
+        (lab.tmp / "dhcp-hosts").write_text(f"{pump.dhcp_mac},{RENUMBERED_IP}\n")
+        os.kill(int((lab.tmp / "dhcp.pid").read_text().split()[0]), signal.SIGHUP)
+        lab.ns_run("pump", [*udhcpc, "-R"])
+        lab.run(["ip", "-n", ns("pump"), "addr", "flush", "dev", "eth0"], quiet=True)
+        lab.ns_run("pump", udhcpc)
+        second = leased_ip(lab, "pump")
+        expect(
+            "pump GET from its second lease", curl_status(lab, "pump", f"http://{WEB.ip}/"), "200"
+        )
+    if first == second or second != RENUMBERED_IP:
+        raise LabError(f"pump: leases {first} then {second}; wanted a move to {RENUMBERED_IP}")
+    say(f"      leases: pump {first}, then {second}")
 
 
 # -- SMB --------------------------------------------------------------------------------------
@@ -2329,6 +2367,20 @@ CAPTURES: tuple[Capture, ...] = (
         "generic/mixed.pcapng",
         make_mixed,
         "pcapng with 2 interfaces (dumpcap): DNS lookup then HTTP GET from 2 subnets",
+    ),
+    Capture(
+        "dhcp-renumber",
+        "generic/dhcp-renumber.pcap",
+        make_dhcp_renumber,
+        "busybox udhcpc leases an address, releases it and leases another (option 50); "
+        "HTTP from both: one device, two addresses",
+        facts=(
+            (
+                "dhcp",
+                "dhcp",
+                ("frame.number", "eth.src", "dhcp.option.dhcp", "dhcp.hw.mac_addr", "dhcp.ip.your"),
+            ),
+        ),
     ),
     Capture(
         "dhcp",

@@ -89,3 +89,24 @@ def test_explain_names_the_rules_and_prints_a_match_block(db: str) -> None:
         assert str(e).startswith("10.99.99.99: no device with this address or MAC in ")
     else:
         raise AssertionError("an unknown address must be an error")
+
+
+def test_a_device_whose_address_changes_keeps_one_asset(db: str) -> None:
+    """busybox udhcpc leases 10.40.0.130 from dnsmasq, then (a reservation later) 10.40.0.141,
+    and talks from both (pcaps/generic/dhcp-renumber.pcap); dhcp.pcap has its first lease."""
+    pump = "mac:02:dc:00:00:01:07"
+    api.replay([str(PCAPS / "generic" / "dhcp.pcap")], db=db)
+    first = {a["asset_id"]: a for a in _assets(db).values()}[pump]
+    assert (first["ip"], first["addresses"]) == ("10.40.0.130", ["10.40.0.130"])
+    api.replay([str(PCAPS / "generic" / "dhcp-renumber.pcap")], db=db)
+    assets = _assets(db)
+    rows = [a for a in assets.values() if a["mac"] == "02:dc:00:00:01:07"]
+    assert len(rows) == 1
+    (row,) = rows
+    assert row["asset_id"] == pump
+    assert row["ip"] == "10.40.0.141" and row["addresses"] == ["10.40.0.130", "10.40.0.141"]
+    assert (row["first_run"], row["last_run"]) == (1, 2)
+    assert row["first_seen"] == first["first_seen"]
+    assert row["hostname"] == "infpump-0107"
+    # Neither address is a device of its own.
+    assert "ip:10.40.0.130" not in {a["asset_id"] for a in assets.values()}
