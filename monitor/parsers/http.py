@@ -11,7 +11,10 @@ RFC 9112 §2.1 message format, per direction of the connection::
 A bare LF is accepted as a line terminator (RFC 9112 §2.2). Bodies are skipped by
 Content-Length (RFC 9112 §6.3); a request without Content-Length or Transfer-Encoding has no
 body, nor has a response to HEAD or with status 1xx, 204 or 304. The analyzer is ``done`` after
-8 request heads and 8 response heads, and as soon as a body's length is only known by reading it
+the first final response that is not an authentication challenge (401, 407): what a client and
+a server say of themselves does not change within a connection, and a challenge is followed to
+see whether the client answers it with clear-text credentials. Also after 8 request heads and
+8 response heads, and as soon as a body's length is only known by reading it
 (Transfer-Encoding: chunked, a response read until close), on a protocol switch (101, a CONNECT
 tunnel), when a head exceeds 16 KiB (``http.header_too_long``), when a start line is not
 HTTP/1.x (``http.malformed``) or a Content-Length is unusable (``http.bad_content_length``).
@@ -33,8 +36,10 @@ from monitor.parsers.text import clean_value
 
 #: A head (start line and fields) longer than this is abandoned.
 MAX_HEAD_LENGTH = 16 << 10
-#: Request/response pairs read per connection.
+#: Request/response pairs read per connection (while the server keeps challenging).
 MAX_EXCHANGES = 8
+#: 401 Unauthorized and 407 Proxy Authentication Required (RFC 9110 §15.5.2, §15.5.8).
+AUTH_CHALLENGES = frozenset((401, 407))
 
 ANOMALY_HEADER_TOO_LONG = "http.header_too_long"
 ANOMALY_MALFORMED = "http.malformed"
@@ -91,11 +96,13 @@ def parse_head(head: bytes) -> tuple[list[bytes], dict[bytes, list[bytes]]]:
 class HttpAnalyzer:
     """HTTP/1.x head analyzer for one flow (:class:`monitor.parsers.base.Analyzer`)."""
 
-    __slots__ = ("_buf", "_ctx", "_done", "_heads", "_methods", "_skip")
+    __slots__ = ("_buf", "_ctx", "_done", "_heads", "_methods", "_settled", "_skip")
 
     def __init__(self, ctx: FlowContext) -> None:
         self._ctx = ctx
         self._done = False
+        #: A final response that is not a challenge was read: nothing more to learn.
+        self._settled = False
         self._buf = {True: bytearray(), False: bytearray()}
         #: body bytes still to skip, per direction
         self._skip = {True: 0, False: 0}
@@ -135,6 +142,9 @@ class HttpAnalyzer:
             del buf[: end + size]
             body = self._head(from_client, head, ts_ns)
             self._heads[from_client] += 1
+            if self._settled:
+                self._done = True
+                return
             if self._heads[True] >= MAX_EXCHANGES and self._heads[False] >= MAX_EXCHANGES:
                 self._done = True
             if self._done or body is None:
@@ -208,6 +218,8 @@ class HttpAnalyzer:
             self._heads[False] -= 1  # an interim response: the final one follows
             return 0
         method = self._methods.popleft() if self._methods else b""
+        if status not in AUTH_CHALLENGES:
+            self._settled = True
         if method == METHOD_HEAD or status in (204, 304):
             return 0
         if method == METHOD_CONNECT and 200 <= status < 300:

@@ -67,7 +67,7 @@ from typing import Any
 
 from monitor.parsers.base import FlowContext, ParserSpec, side
 from monitor.parsers.detect import probe_tls
-from monitor.parsers.text import clean_value
+from monitor.parsers.text import MAX_VALUE_CHARS, clean_value
 
 
 def _load_x509() -> Any:
@@ -223,6 +223,12 @@ def is_grease(value: int) -> bool:
 def version_name(value: int) -> str:
     """``TLS 1.2`` for 0x0303; unknown versions as ``0xXXXX``."""
     return TLS_VERSIONS.get(value) or f"0x{value:04x}"
+
+
+def cipher_list(suites: tuple[int, ...]) -> str:
+    """The offered cipher suites as sent, ``c02b,c02f,...`` (4 hex digits each, GREASE already
+    dropped), cut at :data:`~monitor.parsers.text.MAX_VALUE_CHARS`."""
+    return ",".join(f"{v:04x}" for v in suites)[:MAX_VALUE_CHARS]
 
 
 def cipher_name(value: int) -> str:
@@ -769,6 +775,8 @@ class TlsAnalyzer:
                 if hello.server_name:
                     observe(True, "tls.sni", hello.server_name, ts_ns)
                 observe(True, "tls.ja4", ja4(hello), ts_ns)
+                if hello.cipher_suites:
+                    observe(True, "tls.cipher_suites", cipher_list(hello.cipher_suites), ts_ns)
             return
         if msg_type == HANDSHAKE_TYPE_SERVER_HELLO and self._server_version is None:
             server = parse_server_hello(body)

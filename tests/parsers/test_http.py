@@ -139,8 +139,13 @@ def test_bodies_are_skipped_by_content_length() -> None:
     body = b"GET / HTTP/1.1\r\nUser-Agent: in-the-body\r\n\r\n"
     first = b"POST /store HTTP/1.1\r\nHost: pacs01\r\nContent-Length: %d\r\n\r\n" % len(body) + body
     second = b"GET /next HTTP/1.1\r\nHost: pacs01\r\nUser-Agent: Modality/1\r\n\r\n"
+    # A challenge (401) keeps the analyzer reading: the client may answer it in clear text.
+    challenge = (
+        b"HTTP/1.1 401 Unauthorized\r\nServer: Orthanc/1.12\r\n"
+        b'WWW-Authenticate: Basic realm="x"\r\nContent-Length: 5\r\n\r\nhello'
+    )
     response = b"HTTP/1.1 200 OK\r\nServer: Orthanc/1.12\r\nContent-Length: 5\r\n\r\nhello"
-    h = _harness((True, first + second), (False, response * 2), chunk=5)
+    h = _harness((True, first + second), (False, challenge + response), chunk=5)
     assert h.about_client == [
         (False, "http.host", "pacs01"),
         (True, "http.user_agent", "Modality/1"),
@@ -148,13 +153,24 @@ def test_bodies_are_skipped_by_content_length() -> None:
         (False, "http.server", "Orthanc/1.12"),
         (False, "http.server", "Orthanc/1.12"),
     ]
-    assert not h.analyzer.done
+    assert h.analyzer.done  # after the first final response that is not a challenge
+
+
+def test_done_after_the_first_final_response() -> None:
+    requests = (
+        b"GET /a HTTP/1.1\r\nUser-Agent: one\r\n\r\nGET /b HTTP/1.1\r\nUser-Agent: two\r\n\r\n"
+    )
+    response = b"HTTP/1.1 200 OK\r\nServer: s\r\nContent-Length: 2\r\n\r\nok"
+    h = _harness((True, requests), (False, response * 2))
+    assert h.analyzer.done
+    assert [v for _, k, v in h.observations if k == "http.server"] == ["s"]
+    assert [v for _, k, v in h.observations if k == "http.user_agent"] == ["one", "two"]
 
 
 def test_head_responses_1xx_and_304_have_no_body() -> None:
     requests = b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"
     responses = (
-        b"HTTP/1.1 200 OK\r\nServer: one\r\nContent-Length: 100\r\n\r\n"
+        b"HTTP/1.1 401 Unauthorized\r\nServer: one\r\nContent-Length: 100\r\n\r\n"
         b"HTTP/1.1 100 Continue\r\n\r\n"
         b"HTTP/1.1 304 Not Modified\r\nServer: two\r\n\r\n"
     )

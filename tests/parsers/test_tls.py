@@ -110,7 +110,9 @@ def test_client_hello_observations_drop_grease() -> None:
         (True, "tls.supported_versions", "TLS 1.3,TLS 1.2"),
         (True, "tls.sni", NAME),
         (True, "tls.ja4", "t13d1516h2_8daaf6152771_e5627efa2ab1"),
-    ]
+        (True, "tls.cipher_suites", "1301,1302,1303,c02b,c02f,c02c,c030,cca9,cca8,c013,c014,"
+         "009c,009d,002f,0035"),
+    ]  # fmt: skip
     assert not h.analyzer.done  # the ServerHello is still to come
 
 
@@ -185,7 +187,8 @@ def test_sample_capture_observations() -> None:
         (server, "tls.cert_issuer", CERT_NAME),
         (server, "tls.cert_not_after", "2036-12-01T22:12:06Z"),
     ]
-    assert run.observations == [
+    # (tls.cipher_suites: test_offered_cipher_suites_equal_tsharks)
+    assert [o for o in run.observations if o[1] != "tls.cipher_suites"] == [
         ("10.40.0.31", "tls.client_version", "TLS 1.2"),
         ("10.40.0.31", "tls.sni", NAME),
         ("10.40.0.31", "tls.ja4", "t12d2807h2_d943125447b4_a44c6288192a"),
@@ -382,3 +385,20 @@ def test_spec_reuses_the_detection_probe() -> None:
         (443,),
         detect.probe_tls,
     )
+
+
+def test_offered_cipher_suites_equal_tsharks() -> None:
+    """``tls.cipher_suites`` is the ClientHello's list in the order sent, GREASE dropped."""
+    run = w.observe_capture(TLS_PCAP, tls.SPEC)
+    got = {(ip, v) for ip, k, v in run.observations if k == "tls.cipher_suites"}
+    rows = tshark(
+        "-r", str(TLS_PCAP), "-Y", "tls.handshake.type == 1", "-T", "fields",
+        "-e", "ip.src", "-e", "tls.handshake.ciphersuite",
+    ).splitlines()  # fmt: skip
+    want = set()
+    for row in rows:
+        ip, suites = row.split("\t")
+        values = [int(x, 16) for x in suites.split(",")]
+        kept = [v for v in values if v not in tls.GREASE_VALUES]
+        want.add((ip, ",".join(f"{v:04x}" for v in kept)[: tls.MAX_VALUE_CHARS]))
+    assert len(want) == 4 and got == want
