@@ -10,12 +10,11 @@ call to a function here, usable from Python as well::
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -23,32 +22,25 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from monitor import anomalies as anomaly_catalogue
 from monitor.decode import LINKTYPE_NAMES
-from monitor.fingerprint.assets import fingerprinter, signal_kinds
 from monitor.fingerprint.engine import Engine
 from monitor.fingerprint.oui import OuiTable
 from monitor.fingerprint.rules import RuleError, RuleSet, load_rules
-from monitor.flows import Flow, FlowConfig, FlowTable, TableStats
-from monitor.observations import ObservationCollector
-from monitor.parsers import DATAGRAM_REGISTRY, REGISTRY, ParserSpec
+from monitor.flows import FlowConfig
+from monitor.parsers import REGISTRY, ParserSpec
+from monitor.pipeline import Pipeline, ProgressFn, ns_to_datetime
 from monitor.register import RegisterError, open_register
 from monitor.register.ingest import (
     RunWriter,
-    label_dicom_tls,
     recorded_captures,
     recorded_quick_ids,
 )
-from monitor.register.inventory import update_inventory
 from monitor.resources import data_dir, site_fingerprints
 from monitor.source import FileStats, LazyMerge, expand_paths, file_digest
-from monitor.streams import StreamManager
 
 log = logging.getLogger("medmon")
 
 DEFAULT_DB = "medmon.duckdb"
-#: How often (packets) a replay collects young cyclic garbage while the collector is paused.
-GC_EVERY_PACKETS = 1 << 20
 
 
 def default_db() -> str:
@@ -82,9 +74,6 @@ class ReplayResult:
     def packets_per_second(self) -> float:
         """Throughput of the whole run."""
         return self.packets / self.seconds if self.seconds > 0 else 0.0
-
-
-ProgressFn = Callable[[TableStats, int], None]
 
 
 def replay(
@@ -241,67 +230,19 @@ def _run(
     started = time.perf_counter()
     with RunWriter(reg) as writer:
         run_id = writer.begin(source=" ".join(paths), command="replay")
-        unsupported_types: list[int] = []
-
-        def flow_sink(f: Flow) -> None:
-            writer.add("flows", f.row(run_id))
-
-        stream_anomalies: dict[str, int] = {}
-
-        def stream_anomaly(name: str, flow_uid: str | None, detail: str | None) -> None:
-            stream_anomalies[name] = stream_anomalies.get(name, 0) + 1
-
-        if config is None:
-            config = FlowConfig()
-        # Parsers' server ports also tell a mid-stream flow's server from its client.
-        config = replace(
-            config,
-            service_ports=config.service_ports
-            | frozenset(p for spec in registry for p in spec.tcp_ports),
-        )
-        collector = ObservationCollector(DATAGRAM_REGISTRY, anomaly=stream_anomaly)
-        streams = StreamManager(
-            registry,
-            emit=writer.add_record,
-            anomaly=stream_anomaly,
-            observer=collector.flow_observer,
-        )
-        table = FlowTable(
-            flow_sink,
-            streams=streams,
-            config=config,
-            on_unsupported=unsupported_types.append,
-            observer=collector,
-        )
-        next_gc = GC_EVERY_PACKETS
-
-        def tick(stats: TableStats, live_flows: int) -> None:
-            nonlocal next_gc
-            if stats.packets >= next_gc:
-                next_gc = stats.packets + GC_EVERY_PACKETS
-                gc.collect(1)
-            if progress is not None:
-                progress(stats, live_flows)
-
-        # The cyclic garbage collector would walk the live flows' objects again and again (10-15%
-        # of a replay); almost nothing here makes cycles, so it runs on the young objects only,
-        # every GC_EVERY_PACKETS packets, and fully once at the end.
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
+        pipeline = Pipeline(writer, registry, rules, oui_table(), config)
         try:
-            table.process(merge, progress=tick)
-            table.flush()
+            pipeline.process(merge, progress)
+            pipeline.end_flows()
         finally:
-            if gc_was_enabled:
-                gc.enable()
             for r in merge.readers:
                 r.close()
-        stats = table.stats
+        stats = pipeline.stats
         result.errors.extend(e for e in merge.errors if e not in result.errors)
         for r in merge.readers:
             result.files.append(r.stats)
             result.warnings.extend(r.stats.warnings)
-        for linktype in unsupported_types:  # one warning per link type, naming its captures
+        for linktype in pipeline.unsupported_types:  # one warning per link type, naming files
             where = ", ".join(s.path for s in result.files if linktype in s.linktypes)
             log.warning(
                 "%s: link type %d (%s) is not supported; its frames are counted and skipped",
@@ -346,36 +287,11 @@ def _run(
                     list(s.warnings),
                 ),
             )
-        writer.add_many("observations", collector.rows(run_id))
-        writer.flush()
-        label_dicom_tls(reg, run_id)
-        inventory = update_inventory(
-            writer,
-            run_id,
-            fingerprint=fingerprinter(Engine(rules), date.today()),
-            oui_lookup=oui_table().lookup,
-            kinds=signal_kinds(rules),
-        )
-        result.assets = inventory.assets
-        counts = dict(stats.anomalies)
-        for name, n in stream_anomalies.items():
-            counts[name] = counts.get(name, 0) + n
-        for name, n in sorted(counts.items()):
-            first = stats.anomaly_first.get(name, (None, None))
-            if name not in anomaly_catalogue.CATALOGUE:
-                log.debug("uncatalogued anomaly %s", name)
-            writer.add("anomalies", (run_id, name, n, first[0], first[1]))
-        skipped = sum(stats.unsupported.values())
         firsts = [s.first_ts_ns for s in result.files if s.first_ts_ns is not None]
         lasts = [s.last_ts_ns for s in result.files if s.last_ts_ns is not None]
-        writer.finish_run(
-            packets=stats.packets,
-            bytes=stats.bytes,
-            duplicates=stats.duplicates,
-            skipped=skipped,
-            flows=stats.flows,
-            first_ts=_ns_to_dt(min(firsts)) if firsts else None,
-            last_ts=_ns_to_dt(max(lasts)) if lasts else None,
+        inventory = pipeline.write_state(
+            first_ts=ns_to_datetime(min(firsts)) if firsts else None,
+            last_ts=ns_to_datetime(max(lasts)) if lasts else None,
         )
         writer.commit()
     result.run_id = run_id
@@ -383,17 +299,10 @@ def _run(
     result.bytes = stats.bytes
     result.flows = stats.flows
     result.duplicates = stats.duplicates
-    result.skipped_frames = skipped
-    result.anomalies = counts
+    result.skipped_frames = sum(stats.unsupported.values())
+    result.anomalies = pipeline.anomaly_counts()
+    result.assets = inventory.assets
     result.seconds = time.perf_counter() - started
-
-
-def _ns_to_dt(ns: int | None) -> Any:
-    if ns is None:
-        return None
-    from datetime import UTC, datetime, timedelta
-
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)
 
 
 #: Columns ``medmon flows`` shows in a table (all columns go to json/csv).

@@ -252,6 +252,9 @@ class AssetSignal:
     count: int = col("BIGINT", "times seen")
     first_run: int = col("BIGINT", "run that first saw it")
     last_run: int = col("BIGINT", "run that last saw it")
+    last_run_count: int = col(
+        "BIGINT", "how much of count the last run added (a live run updates it at each flush)"
+    )
 
 
 @dataclass

@@ -110,3 +110,29 @@ def test_a_device_whose_address_changes_keeps_one_asset(db: str) -> None:
     assert row["hostname"] == "infpump-0107"
     # Neither address is a device of its own.
     assert "ip:10.40.0.130" not in {a["asset_id"] for a in assets.values()}
+
+
+def test_updating_a_run_again_counts_its_signals_once(db: str) -> None:
+    """A live run updates the inventory at each flush: doing it again for the same run must
+    not add the run's counts twice."""
+    from datetime import date
+
+    from monitor.fingerprint.assets import fingerprinter
+    from monitor.fingerprint.engine import Engine
+    from monitor.register import open_register
+    from monitor.register.ingest import RunWriter
+    from monitor.register.inventory import update_inventory
+
+    api.replay([str(PCAPS / "generic" / "http.pcap")], db=db)
+    query = "SELECT asset_id, kind, value, count, last_run_count FROM asset_signals ORDER BY ALL"
+    con = duckdb.connect(db, read_only=True)
+    before = con.execute(query).fetchall()
+    con.close()
+    rules = api.fingerprint_rules()
+    with open_register(db) as reg:
+        writer = RunWriter(reg)
+        reg.con.begin()
+        update_inventory(writer, 1, fingerprint=fingerprinter(Engine(rules), date.today()))
+        reg.con.commit()
+        after = reg.con.execute(query).fetchall()
+    assert after == before and all(c == n for *_rest, c, n in before)

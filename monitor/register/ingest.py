@@ -144,6 +144,13 @@ class RunWriter:
         self.reg.con.commit()
         self._open = False
 
+    def checkpoint(self) -> None:
+        """Commit what the run has written so far and go on in a new transaction (a live run
+        flushes this way at intervals: a crash loses at most the last interval)."""
+        self.commit()
+        self.reg.con.begin()
+        self._open = True
+
     def rollback(self) -> None:
         """Forget the run: nothing of it reaches the file."""
         self._pending.clear()
@@ -189,7 +196,8 @@ def label_dicom_tls(reg: Register, run_id: int) -> int:
     ones. Their ``app`` becomes ``dicom-tls`` and each gets a ``dicom_associations`` row with
     ``tls`` true: its addresses, times and bytes are all that can be known. Returns how many.
 
-    Runs inside the run's transaction, after its flows were written."""
+    Runs inside the run's transaction, after its flows were written; running it again for the
+    same run (a live run's next flush) labels only the flows written since."""
     con = reg.con
     web = ", ".join(str(p) for p in WEB_TLS_PORTS)
     con.execute(
@@ -210,8 +218,9 @@ def label_dicom_tls(reg: Register, run_id: int) -> int:
             result, tls, bytes_to_server, bytes_to_client)
         SELECT run_id, flow_uid, first_seen, last_seen, client_ip, client_port, server_ip,
             server_port, 'unknown', true, payload_to_server, payload_to_client
-        FROM flows WHERE run_id = $run AND app = 'dicom-tls'
+        FROM flows WHERE run_id = $run AND app = 'dicom-tls' AND flow_uid NOT IN (
+            SELECT flow_uid FROM dicom_associations WHERE run_id = $run AND tls)
         """,
         {"run": run_id},
-    ).fetchone()
-    return int(row[0]) if row else 0
+    ).fetchall()
+    return int(row[0][0]) if row else 0

@@ -404,7 +404,7 @@ def update_inventory(
     # This run's signals per asset, aggregated in SQL: observations and record signals joined
     # to the address (or, for MAC-only facts, the MAC) they are about.
     names = ["asset_id", "kind", "value", "source", "first_seen", "last_seen", "count",
-             "first_run", "last_run"]  # fmt: skip
+             "first_run", "last_run", "last_run_count"]  # fmt: skip
     touched = sorted(hosts)
     oui_rows: list[tuple[Any, ...]] = []
     if oui_lookup is not None:
@@ -448,7 +448,7 @@ def update_inventory(
                    left(s.value, 1024) AS value, min(s.source) AS source,
                    min(s.first_seen) AS first_seen, max(s.last_seen) AS last_seen,
                    sum(s.count)::BIGINT AS count, {int(run_id)}::BIGINT AS first_run,
-                   {int(run_id)}::BIGINT AS last_run
+                   {int(run_id)}::BIGINT AS last_run, sum(s.count)::BIGINT AS last_run_count
             FROM s
             LEFT JOIN _medmon_ip_asset ia ON s.ip = ia.ip
             LEFT JOIN _medmon_mac_asset ma ON s.ip IS NULL AND s.mac = ma.mac
@@ -464,7 +464,10 @@ def update_inventory(
             UPDATE asset_signals t SET
                 first_seen = least(t.first_seen, s.first_seen),
                 last_seen = greatest(t.last_seen, s.last_seen),
-                count = t.count + s.count, last_run = s.last_run
+                count = CASE WHEN t.last_run = s.last_run
+                             THEN t.count - coalesce(t.last_run_count, 0) + s.count
+                             ELSE t.count + s.count END,
+                last_run = s.last_run, last_run_count = s.count
             FROM _medmon_signals s
             WHERE t.asset_id = s.asset_id AND t.kind = s.kind AND t.value = s.value
             """
@@ -477,7 +480,7 @@ def update_inventory(
             """
         )
         if result.merged:
-            _fold_duplicate_signals(reg, names)
+            _fold_duplicate_signals(reg, names, run_id)
         by_asset: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
         # Times are not needed to fingerprint (explain reads them itself).
         only = ""
@@ -562,15 +565,17 @@ def update_inventory(
     return result
 
 
-def _fold_duplicate_signals(reg: Register, names: list[str]) -> None:
+def _fold_duplicate_signals(reg: Register, names: list[str], run_id: int) -> None:
     """Fold rows of one (asset, kind, value) into one, for the assets just merged."""
     con = reg.con
     con.execute(
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE _medmon_agg AS
         SELECT asset_id, kind, value, min(source) AS source, min(first_seen) AS first_seen,
                max(last_seen) AS last_seen, sum(count)::BIGINT AS count,
-               min(first_run) AS first_run, max(last_run) AS last_run
+               min(first_run) AS first_run, max(last_run) AS last_run,
+               sum(CASE WHEN last_run = {int(run_id)} THEN last_run_count ELSE 0 END)::BIGINT
+                   AS last_run_count
         FROM asset_signals WHERE asset_id IN (SELECT new FROM _medmon_merged)
         GROUP BY asset_id, kind, value
         """
