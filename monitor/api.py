@@ -13,8 +13,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -526,3 +527,241 @@ def lint_fingerprints(paths: Sequence[str] = ()) -> list[str]:
         if site is not None:
             dirs.append(site)
     return lint(dirs)
+
+
+@dataclass
+class SniffResult:
+    """What a live capture did."""
+
+    run_id: int = 0
+    packets: int = 0
+    bytes: int = 0
+    flows: int = 0
+    assets: int = 0
+    received: int = 0  #: packets the capture received
+    dropped_kernel: int = 0  #: packets the kernel dropped: medmon did not keep up
+    dropped_interface: int = 0  #: packets the interface or its driver dropped
+    flushes: int = 0  #: times the run's state was committed
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)  #: flushes that had to wait, reloads
+
+    @property
+    def dropped(self) -> int:
+        """Packets lost before medmon saw them."""
+        return self.dropped_kernel + self.dropped_interface
+
+
+#: A live run writes its state every this many seconds by default (``--flush-every``).
+DEFAULT_FLUSH_SECONDS = 60.0
+#: ... or sooner, when this many rows wait to be written (bounds memory at high rates).
+FLUSH_PENDING_ROWS = 200_000
+
+
+def sniff(
+    iface: str,
+    *,
+    db: str | None = None,
+    bpf: str | None = None,
+    duration: float | None = None,
+    flush_every: float = DEFAULT_FLUSH_SECONDS,
+    site_rules: str | None = None,
+    config: FlowConfig | None = None,
+    keep_pcap: str | None = None,
+    keep_minutes: int = 10,
+    buffer_mib: int = 64,
+    progress: ProgressFn | None = None,
+    on_flush: Callable[[SniffResult], None] | None = None,
+    stop: threading.Event | None = None,
+    reload: threading.Event | None = None,
+) -> SniffResult:
+    """Capture from interface ``iface`` (a switch's mirror port) into the register until
+    ``duration`` seconds have passed or ``stop`` is set (safe from a signal handler: the
+    capture then ends, the frames already captured are read, every flow is written).
+
+    The pipeline is the replay's (:class:`monitor.pipeline.Pipeline`); the frames come from
+    :class:`monitor.live.LiveCapture` (tcpdump writing into a pipe: receive only). The run's
+    state is written and committed every ``flush_every`` seconds (at the first packet after
+    it), so the register is current and a crash loses at most one interval; the register is
+    opened only for those writes, so that ``medmon assets`` and the other readers can open it
+    in between. ``reload`` set: the fingerprint rules are read again at the next flush (an
+    invalid file keeps the rules in use, with a warning). With ``keep_pcap``, the last
+    ``keep_minutes`` minutes of frames are kept as evidence in rolling pcap files there.
+    Raises :class:`InputError` (bad rules, interface or filter) and
+    :class:`~monitor.register.RegisterError`.
+    """
+    from monitor.live import LiveCapture, LiveCaptureError, PcapRing
+
+    started = time.perf_counter()
+    result = SniffResult()
+    rules = fingerprint_rules(site_rules)
+    registry = parser_registry({})
+    dbpath = db or default_db()
+    stop = stop or threading.Event()
+    reload = reload or threading.Event()
+    source = f"live:{iface}" + (f" filter {bpf!r}" if bpf else "")
+    with open_register(dbpath) as reg:  # the run exists from the start
+        writer = RunWriter(reg, batch_rows=1 << 62)
+        result.run_id = writer.begin(source=source, command="sniff")
+        writer.commit()
+    writer.attach(None)
+    pipeline = Pipeline(writer, registry, rules, oui_table(), config)
+    live = LiveCapture(iface, bpf=bpf, buffer_mib=buffer_mib)
+    ring: PcapRing | None = None  # opened at the first frame, with its link type
+    try:
+        live.start()
+    except LiveCaptureError as e:
+        _forget_run(dbpath, result.run_id)
+        raise InputError(str(e)) from None
+
+    def write(final: bool) -> None:
+        nonlocal rules
+        if reload.is_set():
+            reload.clear()
+            try:
+                rules = pipeline.rules = fingerprint_rules(site_rules)
+                log.info("fingerprint rules reloaded")
+            except InputError as e:
+                result.warnings.append(f"rules not reloaded: {e}")
+                log.warning("fingerprint rules not reloaded (the rules in use stay): %s", e)
+        if not final:
+            live.request_stats()
+            # Capture times are the wall clock here: flows idle since are over, even when
+            # nothing else arrives to move the capture clock.
+            pipeline.expire(max(time.time_ns(), span[1] or 0))
+        cs = live.stats()
+        stats = pipeline.stats
+        try:
+            with open_register(dbpath) as wreg:
+                writer.attach(wreg)
+                writer.begin_transaction()
+                inventory = pipeline.write_state(
+                    received=cs.received,
+                    dropped=cs.dropped_kernel + cs.dropped_interface,
+                    dropped_kernel=cs.dropped_kernel,
+                    dropped_interface=cs.dropped_interface,
+                    flushes=result.flushes + 1,
+                    packets=counted[0],
+                    bytes=counted[1],
+                    first_ts=ns_to_datetime(span[0]),
+                    last_ts=ns_to_datetime(span[1]),
+                )
+                writer.commit()
+                writer.attach(None)
+        except RegisterError as e:
+            writer.attach(None)
+            if final:
+                raise
+            # A reader holds the register: keep everything in memory and try at the next one.
+            result.warnings.append(str(e))
+            log.warning("%s; the capture goes on and writes at the next flush", e)
+            return
+        result.flushes += 1
+        result.assets = inventory.assets
+        result.packets, result.bytes, result.flows = counted[0], counted[1], stats.flows
+        result.received = cs.received
+        result.dropped_kernel, result.dropped_interface = cs.dropped_kernel, cs.dropped_interface
+        if on_flush is not None:
+            on_flush(result)
+
+    span: list[int | None] = [None, None]  # capture times of the first and the last frame
+    counted = [0, 0]  # frames and bytes read (the flow table's totals lag behind)
+    # The pipeline's state belongs to whoever holds `busy`: the packet loop, except while it
+    # waits for the next frame; the flusher thread takes it then, so that a quiet network is
+    # flushed (and its idle flows ended) on time too.
+    busy = threading.Lock()
+    flusher_error: list[BaseException] = []
+
+    def frames() -> Iterator[tuple[int, int, bytes, int]]:
+        nonlocal ring
+        it = iter(live.frames())
+        while True:
+            busy.release()
+            try:
+                frame = next(it, None)
+            finally:
+                busy.acquire()
+            if frame is None:
+                return
+            if span[0] is None:
+                span[0] = frame[0]
+            span[1] = frame[0]
+            counted[0] += 1
+            counted[1] += frame[3]
+            if keep_pcap is not None:
+                if ring is None:
+                    ring = PcapRing(Path(keep_pcap), keep_minutes, linktype=frame[1])
+                ring.write(frame[0], frame[2], frame[3])
+            yield frame
+            if writer.pending_rows >= FLUSH_PENDING_ROWS:
+                write(final=False)
+
+    def flusher() -> None:
+        while not stop.wait(flush_every):
+            with busy:
+                if stop.is_set():
+                    return
+                try:
+                    write(final=False)
+                except BaseException as e:  # reported by the packet loop's thread
+                    flusher_error.append(e)
+                    stop.set()
+                    return
+
+    # Stopping ends tcpdump (by its PID); its pipe then ends and so does the loop below. A
+    # thread does it, so that a signal handler only has to set the event.
+    def stopper() -> None:
+        stop.wait()
+        live.terminate()
+
+    threading.Thread(target=stopper, name="medmon-stop", daemon=True).start()
+    flush_thread = threading.Thread(target=flusher, name="medmon-flush", daemon=True)
+    timer: threading.Timer | None = None
+    if duration is not None:
+        timer = threading.Timer(duration, stop.set)
+        timer.daemon = True
+        timer.start()
+    busy.acquire()
+    flush_thread.start()
+    try:
+        pipeline.process(frames(), progress)
+        # The pipe ended: asked to (stop), or tcpdump ended by itself (the interface vanished).
+        failure = None
+        if not stop.is_set():
+            end = time.monotonic() + 5
+            while live.running and time.monotonic() < end:
+                time.sleep(0.05)  # tcpdump closed the pipe; let it finish exiting
+            failure = live.failure
+    finally:
+        busy.release()
+        stop.set()  # ends the stopper and the flusher
+        if timer is not None:
+            timer.cancel()
+        flush_thread.join()
+        live.stop()
+        if ring is not None:
+            ring.close()
+    if flusher_error:
+        raise flusher_error[0]
+    pipeline.end_flows()
+    write(final=True)
+    live.close()
+    result.seconds = time.perf_counter() - started
+    if failure is not None:
+        # Everything is written; the caller (a service manager) should know and restart.
+        raise CaptureFailed(failure, result)
+    return result
+
+
+class CaptureFailed(InputError):
+    """The capture ended by itself (tcpdump exited: the interface disappeared...). What was
+    captured is recorded; ``result`` says what."""
+
+    def __init__(self, message: str, result: SniffResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+def _forget_run(dbpath: str, run_id: int) -> None:
+    """Remove a live run that never captured (its interface could not be opened)."""
+    with open_register(dbpath) as reg:
+        reg.con.execute("DELETE FROM runs WHERE run_id = ?", [run_id])

@@ -66,6 +66,13 @@ bytes, as the mix.
 reports both peak RSS values: if memory is bounded by the flow table and not by the capture,
 the two are close.
 
+**Live capture.** :func:`live_bench` (``medmon bench --live``, root) measures ``medmon
+sniff`` instead: two network namespaces of its own joined by a veth pair, the sensor on one
+end, the generic mix replayed into the other with ``tcpreplay --pps=R``; rates from 25,000
+packets/s doubling while nothing is lost (``--topspeed`` once tcpreplay falls behind), then a
+bisection to about 10%, within a time budget. It reports the highest rate at which the kernel
+dropped nothing and medmon read every packet (:func:`format_live_report`).
+
 The tests (``tests/test_bench.py``) check the generated traffic against tshark and that the
 report is complete; they never assert a time or a rate.
 """
@@ -79,7 +86,9 @@ import math
 import os
 import platform
 import random
+import re
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -95,6 +104,8 @@ from monitor import COMPILED, __version__
 __all__ = [
     "BenchError",
     "BenchReport",
+    "LiveBench",
+    "LiveRung",
     "MachineInfo",
     "Measurement",
     "MemoryScaling",
@@ -103,9 +114,11 @@ __all__ = [
     "ScalingPoint",
     "bulk_images_for",
     "cache_path",
+    "format_live_report",
     "format_report",
     "generate_dicom_bulk",
     "generate_mix",
+    "live_bench",
     "machine_info",
     "memory_scaling",
     "run_bench",
@@ -2643,4 +2656,605 @@ def format_report(report: BenchReport) -> str:
         lines.append(
             f"peak RSS grew {sc.rss_growth:.2f}x while the capture grew {sc.capture_growth:.1f}x"
         )
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- live capture speed
+
+#: The ladder's first rate, packets per second; each next rung doubles it.
+LIVE_START_PPS = 25_000
+#: The bisection stops when the first dropping rate is within this factor of the best one.
+LIVE_PRECISION = 1.10
+#: The whole search's time budget, seconds (``medmon bench --live-budget``).
+DEFAULT_LIVE_BUDGET_S = 600.0
+#: The veth pair's MTU: room for every frame of the mixes (the largest is checked).
+LIVE_MTU = 9000
+#: Below this the ladder does not go down any further.
+LIVE_MIN_PPS = 1_000
+#: A --pps rung whose achieved rate is below this share of the asked one: tcpreplay's top.
+_SENDER_KEEPS_UP = 0.9
+#: Ethernet header with one 802.1Q tag: a frame may be this much longer than the MTU.
+_L2_OVERHEAD = 18
+_RATED = re.compile(r"Rated:.*?([\d.]+)\s*pps")
+_ACTUAL = re.compile(r"Actual:\s*(\d+)\s*packets.*?sent in\s*([\d.]+)\s*seconds")
+_SUCCESSFUL = re.compile(r"Successful packets:\s*(\d+)")
+_FAILED = re.compile(r"Failed packets:\s*(\d+)")
+
+
+@dataclass
+class LiveRung:
+    """One rate tried: the mix replayed once into the veth while ``medmon sniff`` captured."""
+
+    #: The ``--pps`` asked of tcpreplay; None for ``--topspeed``.
+    rate_asked: int | None
+    #: What tcpreplay says it achieved ("Rated: ... pps").
+    rate_achieved: float
+    #: Packets tcpreplay sent ("Successful packets"), and those it could not send.
+    sent: int
+    send_failed: int
+    #: The run's counters in the register: packets the capture received, dropped by the
+    #: kernel and by the interface, and the packets medmon's pipeline read.
+    received: int
+    dropped_kernel: int
+    dropped_interface: int
+    packets: int
+    #: tcpreplay's own seconds ("sent in ... seconds") and the whole rung's wall seconds
+    #: (sensor start, replay, catching up, final write).
+    replay_s: float
+    seconds: float
+    #: The sensor process's peak RSS (VmHWM) in MiB, None when it could not be read.
+    peak_rss_mib: float | None
+    #: Every packet of the mix reached medmon, none dropped.
+    zero_drop: bool
+
+    @property
+    def dropped(self) -> int:
+        return self.dropped_kernel + self.dropped_interface
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["dropped"] = self.dropped
+        return d
+
+
+@dataclass
+class LiveBench:
+    """What ``medmon bench --live`` found: the highest tcpreplay rate at which ``medmon
+    sniff`` received and read every packet of the generic mix."""
+
+    machine: MachineInfo
+    mix: MixStats
+    capture: str
+    capture_origin: str
+    #: Packets in the mix (every rung replays all of them).
+    packets: int
+    largest_frame: int
+    rungs: list[LiveRung]
+    #: The highest zero-drop rung's achieved rate (packets/s), 0 when no rung was clean.
+    best_pps: float
+    #: The asked rate of that rung (None: ``--topspeed``).
+    best_asked: int | None
+    #: The lowest rate asked that dropped (None: no rung dropped).
+    first_drop_asked: int | None
+    #: The highest zero-drop rung was tcpreplay's ``--topspeed``: the sender is the limit.
+    capped_by_sender: bool
+    #: Why the search ended: "precision", "sender", "budget" or "floor".
+    stopped: str
+    budget_s: float
+    seconds: float
+    #: The highest VmHWM of the sensor over all rungs, MiB.
+    peak_rss_mib: float | None
+    mtu: int
+    offloads_off: bool
+    tcpreplay: str
+    tcpdump: str
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["rungs"] = [r.to_dict() for r in self.rungs]
+        return d
+
+
+def _tool_version(exe: str, flag: str = "--version") -> str:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run([exe, flag], capture_output=True, text=True, timeout=30)
+        for line in (out.stdout + out.stderr).splitlines():
+            if "version" in line:
+                return line.strip()
+    return exe
+
+
+def _largest_frame(path: str) -> int:
+    """The longest captured frame of a classic pcap."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+        magic = int.from_bytes(head[:4], "little") if len(head) == 24 else 0
+        if magic in (0xA1B2C3D4, 0xA1B23C4D):
+            rec = struct.Struct("<IIII")
+        elif magic in (0xD4C3B2A1, 0x4D3CB2A1):
+            rec = struct.Struct(">IIII")
+        else:
+            raise BenchError(f"{path}: not a classic pcap")
+        largest = 0
+        while len(h := f.read(16)) == 16:
+            incl = rec.unpack(h)[2]
+            largest = max(largest, incl)
+            f.seek(incl, 1)
+    return largest
+
+
+def _run_ip(*argv: str) -> None:
+    out = subprocess.run(["ip", *argv], capture_output=True, text=True, timeout=30)
+    if out.returncode != 0:
+        raise BenchError(f"ip {' '.join(argv)}: {out.stderr.strip() or out.returncode}")
+
+
+class _Lab:
+    """Two network namespaces of our own joined by a veth pair: ``medmon sniff`` captures on
+    ``if_a`` in ``ns_a``, tcpreplay sends on ``if_b`` in ``ns_b``. Nothing leaves them."""
+
+    def __init__(self, mtu: int) -> None:
+        pid = os.getpid()
+        self.ns_a, self.ns_b = f"mmb{pid}a", f"mmb{pid}b"
+        self.if_a, self.if_b = "mmb-span", "mmb-feed"
+        self.mtu = mtu
+        self.offloads_off = False
+        self.made: list[str] = []
+
+    def setup(self) -> None:
+        for ns in (self.ns_a, self.ns_b):
+            _run_ip("netns", "add", ns)
+            self.made.append(ns)
+        _run_ip(
+            "link", "add", self.if_a, "netns", self.ns_a, "type", "veth",
+            "peer", "name", self.if_b, "netns", self.ns_b,
+        )  # fmt: skip
+        for ns, ifname in ((self.ns_a, self.if_a), (self.ns_b, self.if_b)):
+            # No IPv6 on the lab's interfaces: their router solicitations and MLD reports would
+            # be packets that the mix does not have.
+            for key in ("all", "default", ifname):
+                _run_ip("netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{key}.disable_ipv6=1")
+            _run_ip("-n", ns, "link", "set", ifname, "mtu", str(self.mtu), "up")
+            _run_ip("-n", ns, "link", "set", "lo", "up")
+        # As on a sensor NIC (docs/sensor.md): offloads off on the capture end, so that
+        # libpcap sizes its ring's slots for one MTU rather than a 64 KiB super-frame.
+        ethtool = shutil.which("ethtool")
+        if ethtool is not None:
+            ok = True
+            for feature in ("gro", "tso", "gso"):
+                out = subprocess.run(
+                    ["ip", "netns", "exec", self.ns_a, ethtool, "-K", self.if_a, feature, "off"],
+                    capture_output=True,
+                    timeout=30,
+                )
+                ok = ok and out.returncode == 0
+            self.offloads_off = ok
+
+    def close(self) -> None:
+        for ns in reversed(self.made):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+        self.made.clear()
+
+
+def _proc_status_kib(pid: int, key: str) -> int | None:
+    with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return None
+
+
+def _cpu_ticks(pid: int) -> int | None:
+    with contextlib.suppress(OSError, ValueError, IndexError), open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+        return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return None
+
+
+def _packet_sockets(pid: int) -> int:
+    """Packet sockets open in ``pid``'s network namespace (tcpdump's, in the lab's)."""
+    try:
+        with open(f"/proc/{pid}/net/packet") as f:
+            return max(0, len(f.readlines()) - 1)
+    except OSError:
+        return 0
+
+
+def _run_row(db: str) -> tuple[int, int, int, int] | None:
+    """(received, dropped_kernel, dropped_interface, packets) of the register's last run;
+    None while there is none or the sensor holds the register."""
+    import duckdb
+
+    if not os.path.exists(db):
+        return None
+    try:
+        con = duckdb.connect(db, read_only=True)
+    except duckdb.Error:
+        return None
+    try:
+        row = con.execute(
+            "SELECT coalesce(received, 0), coalesce(dropped_kernel, 0), "
+            "coalesce(dropped_interface, 0), coalesce(packets, 0) "
+            "FROM runs ORDER BY run_id DESC LIMIT 1"
+        ).fetchone()
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+    return None if row is None else (int(row[0]), int(row[1]), int(row[2]), int(row[3]))
+
+
+class _Sensor:
+    """``medmon sniff`` in the lab's capture namespace, a subprocess of ours."""
+
+    def __init__(self, lab: _Lab, db: str, err: Any) -> None:
+        argv = ["ip", "netns", "exec", lab.ns_a, sys.executable, "-m", "monitor", "sniff"]
+        argv += ["-i", lab.if_a, "--db", db, "-q", "--flush-every", "3600"]
+        # `ip netns exec` execs the command: this PID is the Python process's.
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+            env=_replay_env(),
+        )  # fmt: skip
+        self.db, self.err = db, err
+        self.hwm_kib: int | None = None
+
+    def _sample(self) -> None:
+        hwm = _proc_status_kib(self.proc.pid, "VmHWM")
+        if hwm is not None:
+            self.hwm_kib = max(hwm, self.hwm_kib or 0)
+
+    def _failed(self, what: str) -> BenchError:
+        self.err.seek(0)
+        tail = self.err.read()[-1000:].decode("utf-8", "replace").strip()
+        return BenchError(f"medmon sniff {what} (exit {self.proc.returncode}): {tail}")
+
+    def wait_listening(self, timeout: float = 60.0) -> None:
+        """Until the run row exists and tcpdump's packet socket is open in the namespace."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise self._failed("exited before capturing")
+            if _run_row(self.db) is not None and _packet_sockets(self.proc.pid) > 0:
+                time.sleep(1.0)  # tcpdump sets its ring up and says it is listening
+                return
+            time.sleep(0.1)
+        raise BenchError(f"medmon sniff did not start capturing within {timeout:.0f} s")
+
+    def wait_idle(self, timeout: float = 120.0) -> None:
+        """Until the sensor has read what was sent: its CPU use falls below 10% of a core."""
+        hz = os.sysconf("SC_CLK_TCK")
+        end = time.monotonic() + timeout
+        before = _cpu_ticks(self.proc.pid)
+        while time.monotonic() < end and self.proc.poll() is None:
+            time.sleep(0.5)
+            self._sample()
+            now = _cpu_ticks(self.proc.pid)
+            if before is not None and now is not None and now - before < 0.05 * hz:
+                return
+            before = now
+
+    def stop(self, timeout: float = 600.0) -> None:
+        """SIGTERM (this PID only), then wait for exit 0 while sampling the peak RSS."""
+        self._sample()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        end = time.monotonic() + timeout
+        while self.proc.poll() is None:
+            if time.monotonic() > end:
+                self.kill()
+                raise BenchError(f"medmon sniff did not exit within {timeout:.0f} s of SIGTERM")
+            self._sample()
+            time.sleep(0.05)
+        if self.proc.returncode != 0:
+            raise self._failed("failed")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _parse_tcpreplay(out: str) -> tuple[float, int, int, float]:
+    """(achieved packets/s, packets sent, packets not sent, seconds) from tcpreplay's
+    summary; the last "Rated:" line gives the rate."""
+    rated = _RATED.findall(out)
+    actual = _ACTUAL.findall(out)
+    if not rated or not actual:
+        raise BenchError(f"cannot read tcpreplay's summary: {out.strip()[-500:]!r}")
+    sent, seconds = int(actual[-1][0]), float(actual[-1][1])
+    ok = _SUCCESSFUL.findall(out)
+    failed = _FAILED.findall(out)
+    return (
+        float(rated[-1]),
+        int(ok[-1]) if ok else sent,
+        int(failed[-1]) if failed else 0,
+        seconds,
+    )
+
+
+def _live_rung(lab: _Lab, capture: str, packets: int, rate: int | None, tmp: str) -> LiveRung:
+    started = time.perf_counter()
+    db = os.path.join(tmp, f"live-{time.monotonic_ns()}.duckdb")
+    with tempfile.TemporaryFile() as err:
+        sensor = _Sensor(lab, db, err)
+        try:
+            sensor.wait_listening()
+            argv = ["ip", "netns", "exec", lab.ns_b, "tcpreplay", "-q", "--no-flow-stats"]
+            argv += ["-i", lab.if_b, f"--pps={rate}" if rate else "--topspeed", capture]
+            expected = packets / rate if rate else packets / 50_000
+            out = subprocess.run(
+                argv, capture_output=True, text=True, timeout=3 * expected + 120, check=False
+            )
+            if out.returncode != 0:
+                raise BenchError(
+                    f"tcpreplay exited with {out.returncode}: {out.stderr.strip()[-500:]}"
+                )
+            achieved, sent, failed, replay_s = _parse_tcpreplay(out.stdout + out.stderr)
+            sensor.wait_idle()
+            sensor.stop()
+        finally:
+            sensor.kill()
+        row = _run_row(db)
+    for leftover in (db, db + ".wal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(leftover)
+    if row is None:
+        raise BenchError("medmon sniff recorded no run")
+    received, dropped_kernel, dropped_interface, medmon_packets = row
+    return LiveRung(
+        rate_asked=rate,
+        rate_achieved=round(achieved, 1),
+        sent=sent,
+        send_failed=failed,
+        received=received,
+        dropped_kernel=dropped_kernel,
+        dropped_interface=dropped_interface,
+        packets=medmon_packets,
+        replay_s=round(replay_s, 3),
+        seconds=round(time.perf_counter() - started, 2),
+        peak_rss_mib=None if sensor.hwm_kib is None else round(sensor.hwm_kib / 1024, 1),
+        zero_drop=(
+            dropped_kernel + dropped_interface == 0
+            and failed == 0
+            and sent >= packets
+            and received >= packets
+            and medmon_packets >= packets
+        ),
+    )
+
+
+def _live_check() -> None:
+    if os.geteuid() != 0:
+        raise BenchError("medmon bench --live needs root (it makes network namespaces)")
+    for tool, package in (("ip", "iproute2"), ("tcpdump", "tcpdump"), ("tcpreplay", "tcpreplay")):
+        if shutil.which(tool) is None:
+            raise BenchError(f"medmon bench --live needs {tool} (install {package})")
+
+
+def _nice(rate: float) -> int:
+    """A rate rounded to 1,000 packets/s (100 below 10,000)."""
+    step = 1000 if rate >= 10_000 else 100
+    return max(step, round(rate / step) * step)
+
+
+def live_bench(
+    *,
+    packets: int = 1_000_000,
+    keep: str | None = None,
+    budget_s: float = DEFAULT_LIVE_BUDGET_S,
+    start_pps: int = LIVE_START_PPS,
+    precision: float = LIVE_PRECISION,
+    seed: int = DEFAULT_SEED,
+    workdir: str | None = None,
+    mtu: int = LIVE_MTU,
+    progress: Any = None,
+) -> LiveBench:
+    """The highest tcpreplay rate at which ``medmon sniff`` loses nothing of the generic mix.
+
+    Root only, with ``ip``, ``tcpdump`` and ``tcpreplay`` (:class:`BenchError` otherwise).
+    Makes two network namespaces ``mmb<pid>a``/``mmb<pid>b`` joined by a veth pair (IPv6
+    off, MTU ``mtu``, offloads off on the capture end when ethtool is there), deleted at the
+    end whatever happens. The mix is the cached one (or ``keep``), as for :func:`run_bench`.
+
+    Each rung starts ``medmon sniff -i <veth a> --db TMP -q --flush-every 3600`` in namespace
+    a, waits until it captures, replays the whole mix from namespace b with ``tcpreplay
+    --pps=R`` (``--topspeed`` at the top), waits until the sensor is idle, stops it with
+    SIGTERM and reads the run's counters. A rung is *zero-drop* when nothing was dropped and
+    medmon read every packet of the mix. The rates: ``start_pps``, doubling while zero-drop
+    (halving instead while the first rungs drop), ``--topspeed`` once tcpreplay cannot send
+    the rate asked; then a bisection between the best zero-drop rate and the first dropping
+    one until they are within ``precision``. A rung is not started when the time used plus
+    its expected duration would pass ``budget_s`` (the first rung always runs): the report
+    then says what was found. ``progress`` (optional) is called with each :class:`LiveRung`.
+    """
+    _live_check()
+    began = time.perf_counter()
+    machine = machine_info()
+    capture, stats, origin = _obtain_capture(packets, seed, _default_flows(packets), keep)
+    largest = _largest_frame(capture)
+    if largest > mtu + _L2_OVERHEAD:
+        raise BenchError(f"{capture}: a {largest}-byte frame does not fit the veth's MTU {mtu}")
+    _read_through(capture)
+    n = stats.packets
+    rungs: list[LiveRung] = []
+    overhead: list[float] = []  # seconds a rung takes besides the replay itself, seen so far
+    lab = _Lab(mtu)
+    stopped = "precision"
+
+    def affordable(rate: int | None) -> bool:
+        if not rungs:
+            return True
+        top = max(r.rate_achieved for r in rungs)
+        expected = n / (rate or max(top, 1.0)) + max(overhead, default=15.0)
+        return time.perf_counter() - began + expected <= budget_s
+
+    def attempt(rate: int | None) -> LiveRung | None:
+        nonlocal stopped
+        if not affordable(rate):
+            stopped = "budget"
+            return None
+        rung = _live_rung(lab, capture, n, rate, tmp)
+        overhead.append(max(0.0, rung.seconds - rung.replay_s))
+        rungs.append(rung)
+        if progress is not None:
+            progress(rung)
+        return rung
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="medmon-bench-", dir=workdir) as tmp:
+            lab.setup()
+            best: LiveRung | None = None
+            hi: int | None = None  # the lowest rate that dropped
+            rate: int | None = start_pps
+            # The ladder: up while clean, down while the first rungs drop.
+            while True:
+                rung = attempt(rate)
+                if rung is None:
+                    break
+                if rung.zero_drop:
+                    best = rung
+                    if rate is None:
+                        stopped = "sender"
+                        break
+                    if hi is not None:  # coming down: the first clean rate
+                        break
+                    if rung.rate_achieved < _SENDER_KEEPS_UP * rate:
+                        rate = None  # tcpreplay cannot go faster: its top speed next
+                    else:
+                        rate *= 2
+                else:
+                    hi = rate if rate is not None else _nice(rung.rate_achieved)
+                    if best is not None:
+                        break
+                    rate = (rate or _nice(rung.rate_achieved)) // 2
+                    if rate < LIVE_MIN_PPS:
+                        stopped = "floor"
+                        break
+            # The bisection between the best clean rate and the first dropping one.
+            while stopped == "precision" and best is not None and hi is not None:
+                lo = best.rate_asked or _nice(best.rate_achieved)
+                mid = _nice((lo + hi) / 2)
+                if hi <= lo * precision or not lo < mid < hi:
+                    break
+                rung = attempt(mid)
+                if rung is None:
+                    break
+                if rung.zero_drop:
+                    best = rung
+                else:
+                    hi = mid
+    finally:
+        lab.close()
+    clean = [r for r in rungs if r.zero_drop]
+    top = max(clean, key=lambda r: (r.rate_asked is None, r.rate_asked or 0), default=None)
+    drops = [r.rate_asked for r in rungs if not r.zero_drop and r.rate_asked is not None]
+    rss = [r.peak_rss_mib for r in rungs if r.peak_rss_mib is not None]
+    return LiveBench(
+        machine=machine,
+        mix=stats,
+        capture=capture,
+        capture_origin=origin,
+        packets=n,
+        largest_frame=largest,
+        rungs=rungs,
+        best_pps=top.rate_achieved if top else 0.0,
+        best_asked=top.rate_asked if top else None,
+        first_drop_asked=min(drops) if drops else None,
+        capped_by_sender=bool(top and top.rate_asked is None),
+        stopped=stopped,
+        budget_s=budget_s,
+        seconds=round(time.perf_counter() - began, 1),
+        peak_rss_mib=max(rss) if rss else None,
+        mtu=mtu,
+        offloads_off=lab.offloads_off,
+        tcpreplay=_tool_version("tcpreplay"),
+        tcpdump=_tool_version("tcpdump"),
+    )
+
+
+def _rate(r: int | None) -> str:
+    return "top speed" if r is None else f"{r:,}"
+
+
+_STOPPED = {
+    "precision": "the best and the first dropping rate are within the precision asked",
+    "sender": "tcpreplay's top speed was clean: the sender, not medmon, is the limit",
+    "budget": "the time budget would have run out with the next rung",
+    "floor": f"still dropping at {LIVE_MIN_PPS:,} packets/s",
+}
+
+
+def format_live_report(report: LiveBench) -> str:
+    """The live benchmark as plain text: machine, capture, the lab, a table of the rungs, the
+    highest zero-drop rate."""
+    m, mix = report.machine, report.mix
+    lines = [
+        f"machine   {m.cpu_model}, {m.cores} cores ({m.cores_available} available), "
+        f"{m.memory_gib:g} GiB, load {m.load_1m:g}",
+        f"software  medmon {m.medmon}, Python {m.python}, {report.tcpreplay}, {report.tcpdump}",
+        f"capture   {report.capture} ({report.capture_origin})",
+        f"          {mix.packets:,} packets, {mix.bytes / 1e6:,.1f} MB of frames, largest "
+        f"frame {report.largest_frame:,} bytes",
+        f"lab       veth pair between two network namespaces, MTU {report.mtu}, offloads "
+        f"{'off' if report.offloads_off else 'on'} on the capture end; medmon sniff -q "
+        "--flush-every 3600 on one end, tcpreplay on the other",
+        "",
+    ]
+    rows = []
+    for r in report.rungs:
+        verdict = "zero drops" if r.zero_drop else "DROPS"
+        if r.send_failed:
+            verdict += f" ({r.send_failed:,} not sent)"
+        rows.append(
+            [
+                _rate(r.rate_asked),
+                f"{r.rate_achieved:,.0f}",
+                f"{r.sent:,}",
+                f"{r.received:,}",
+                f"{r.dropped:,}",
+                f"{r.packets:,}",
+                f"{r.replay_s:,.1f}",
+                f"{r.seconds:,.1f}",
+                "-" if r.peak_rss_mib is None else f"{r.peak_rss_mib:,.0f}",
+                verdict,
+            ]
+        )
+    lines += _table(
+        [
+            "rate asked",
+            "pps sent",
+            "sent",
+            "received",
+            "dropped",
+            "medmon packets",
+            "replay s",
+            "rung s",
+            "peak RSS MiB",
+            "result",
+        ],
+        rows,
+        left=0,
+    )
+    lines.append("")
+    if report.best_pps > 0:
+        mb = report.best_pps * mix.bytes / max(mix.packets, 1) / 1e6
+        asked = "" if report.best_asked is None else f", --pps={report.best_asked:,}"
+        lines.append(
+            f"highest zero-drop rate: {report.best_pps:,.0f} packets/s{asked} "
+            f"({mb:,.1f} MB/s, {8 * mb:,.0f} Mbit/s) over {report.packets:,} packets"
+        )
+    else:
+        lines.append("highest zero-drop rate: none (every rung dropped packets)")
+    if report.first_drop_asked is not None:
+        lines.append(f"lowest rate with drops: {report.first_drop_asked:,} packets/s")
+    if report.peak_rss_mib is not None:
+        lines.append(f"sensor peak RSS: {report.peak_rss_mib:,.0f} MiB")
+    lines.append(
+        f"search ended: {_STOPPED.get(report.stopped, report.stopped)} "
+        f"({report.seconds:,.0f} s of a {report.budget_s:,.0f} s budget)"
+    )
     return "\n".join(lines) + "\n"

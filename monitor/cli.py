@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -282,9 +282,7 @@ def replay(
                 paths, db=db, force=force, config=config, ports=ports, site_rules=rules
             )
     except api.InputError as e:
-        for line in str(e).splitlines():
-            log.error("%s", line)
-        raise click.exceptions.Exit(2) from None
+        _fail(e)
     for line in result.errors:
         log.error("%s", line)
     for line in result.warnings:
@@ -300,10 +298,22 @@ def replay(
             f"{result.duplicates:,} duplicates, in {result.seconds:.2f} s "
             f"({result.packets_per_second:,.0f} packets/s) -> {db}"
         )
-        if sys.stderr.isatty():
-            click.echo(msg, err=True)
-        else:
-            log.debug(msg)
+        _summary(msg)
+
+
+def _summary(msg: str) -> None:
+    """A command's closing summary: on a terminal, else in the debug log."""
+    if sys.stderr.isatty():
+        click.echo(msg, err=True)
+    else:
+        log.debug(msg)
+
+
+def _fail(error: Exception) -> NoReturn:
+    """Bad input: its lines as errors, exit code 2."""
+    for line in str(error).splitlines():
+        log.error("%s", line)
+    raise click.exceptions.Exit(2) from None
 
 
 def _parse_ports(values: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
@@ -512,9 +522,7 @@ def explain(who: str, db: str, rules: str | None) -> None:
     try:
         click.echo(api.explain(who, db=db, site_rules=rules))
     except api.InputError as e:
-        for line in str(e).splitlines():
-            log.error("%s", line)
-        raise click.exceptions.Exit(2) from None
+        _fail(e)
 
 
 @fingerprint.command()
@@ -534,6 +542,121 @@ def lint(dirs: tuple[str, ...]) -> None:
         click.echo(line)
     if errors:
         raise click.exceptions.Exit(2)
+
+
+@cli.command()
+@click.option("-i", "--interface", "iface", metavar="IFACE", help="The capture interface.")
+@db_option
+@click.option("--bpf", metavar="EXPR", default=None, help="Kernel capture filter (BPF).")
+@click.option(
+    "--duration", type=click.FloatRange(min=0, min_open=True), default=None, metavar="S",
+    help="Stop after this many seconds (default: until SIGINT or SIGTERM).",
+)  # fmt: skip
+@click.option(
+    "--flush-every", type=click.FloatRange(min=0.1), default=api.DEFAULT_FLUSH_SECONDS,
+    show_default=True, metavar="S", help="Write (commit) the run's state this often.",
+)  # fmt: skip
+@click.option(
+    "--keep-pcap", metavar="DIR", default=None,
+    help="Keep the last --keep-minutes minutes of frames as rolling pcap files here.",
+)  # fmt: skip
+@click.option("--keep-minutes", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option(
+    "--buffer-mib", type=click.IntRange(min=1), default=64, show_default=True,
+    help="Kernel capture buffer: what absorbs a burst while medmon catches up.",
+)  # fmt: skip
+@click.option(
+    "--check", "check", metavar="IFACE", default=None,
+    help="Only check IFACE: does it exist, is it up, is it receiving, may medmon capture.",
+)  # fmt: skip
+@rules_option
+@click.option("--quiet", "-q", is_flag=True, help="No live status and no summary.")
+def sniff(
+    iface: str | None,
+    db: str,
+    bpf: str | None,
+    duration: float | None,
+    flush_every: float,
+    keep_pcap: str | None,
+    keep_minutes: int,
+    buffer_mib: int,
+    check: str | None,
+    rules: str | None,
+    quiet: bool,
+) -> None:
+    """Capture live from a mirror (SPAN) port into the register. Receive only: medmon never
+    transmits. The interface is put in promiscuous mode and tcpdump captures into a pipe.
+
+    The run's state is committed every --flush-every seconds, so the register stays current
+    and a crash loses at most one interval. SIGINT or SIGTERM: write everything and exit 0.
+    SIGHUP: read the fingerprint rules again. Packets the kernel or the interface dropped
+    are recorded in the run (runs.dropped_kernel, runs.dropped_interface).
+
+    Example:
+
+        medmon sniff -i eth1 --db /var/lib/medmon/eth1.duckdb --bpf 'not port 22'
+    """
+    import signal
+    import threading
+
+    if check is not None:
+        from monitor.live import check_interface
+
+        results = check_interface(check)
+        for _ok, line in results:
+            click.echo(line)
+        raise click.exceptions.Exit(0 if all(ok for ok, _ in results) else 2)
+    if not iface:
+        raise click.UsageError("give the interface with -i IFACE (or --check IFACE)")
+    stop, reload = threading.Event(), threading.Event()
+    previous = {
+        sig: signal.signal(sig, handler)
+        for sig, handler in (
+            (signal.SIGINT, lambda *_: stop.set()),
+            (signal.SIGTERM, lambda *_: stop.set()),
+            (signal.SIGHUP, lambda *_: reload.set()),
+        )
+    }
+    show = not quiet and sys.stderr.isatty()
+
+    def flushed(r: api.SniffResult) -> None:
+        log.debug(
+            "flush %d: %d packets, %d flows, %d devices, %d dropped",
+            r.flushes, r.packets, r.flows, r.assets, r.dropped,
+        )  # fmt: skip
+
+    try:
+        progress_ctx = _Progress() if show else None
+        kwargs: dict[str, Any] = {
+            "db": db, "bpf": bpf, "duration": duration, "flush_every": flush_every,
+            "site_rules": rules, "keep_pcap": keep_pcap, "keep_minutes": keep_minutes,
+            "buffer_mib": buffer_mib,
+            "on_flush": flushed, "stop": stop, "reload": reload,
+        }  # fmt: skip
+        if progress_ctx is not None:
+            with progress_ctx:
+                result = api.sniff(iface, progress=progress_ctx.update, **kwargs)
+        else:
+            result = api.sniff(iface, **kwargs)
+    except api.InputError as e:
+        _fail(e)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if result.dropped:
+        log.warning(
+            "%s: %d packets dropped (kernel %d, interface %d): medmon did not keep up, or the "
+            "interface lost them", iface, result.dropped, result.dropped_kernel,
+            result.dropped_interface,
+        )  # fmt: skip
+    if not quiet:
+        msg = (
+            f"run {result.run_id}: {result.packets:,} packets from {iface} "
+            f"({result.received:,} received, {result.dropped:,} dropped), {result.flows:,} "
+            f"flows, {result.assets:,} devices, {result.flushes} flushes, in "
+            f"{result.seconds:.1f} s -> {db}"
+        )
+        _summary(msg)
 
 
 @cli.command()
@@ -585,8 +708,31 @@ def runs(db: str, fmt: str) -> None:
     show_default=True,
     help="table for people, json for tools.",
 )
+@click.option(
+    "--live",
+    is_flag=True,
+    help="Only the live benchmark (root): the highest tcpreplay rate at which `medmon sniff` "
+    "drops nothing of the generic mix (--packets), over a veth pair in namespaces of its own.",
+)
+@click.option(
+    "--live-budget",
+    type=click.FloatRange(min=1),
+    default=600.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="--live: no new rate is tried once it would end after this many seconds.",
+)
+@click.pass_context
 def bench(
-    packets: int, keep: str | None, no_tshark: bool, scaling: bool, mix: str, fmt: str
+    ctx: click.Context,
+    packets: int,
+    keep: str | None,
+    no_tshark: bool,
+    scaling: bool,
+    mix: str,
+    fmt: str,
+    live: bool,
+    live_budget: float,
 ) -> None:
     """Measure this machine's throughput on generated hospital traffic.
 
@@ -597,12 +743,45 @@ def bench(
     (--mix both) a capture of DICOM bulk too: CT scanners storing 512x512 16-bit images on a
     PACS, C-STORE after C-STORE; the report compares the two in MB/s.
 
+    --live (root, with ip, tcpdump and tcpreplay) measures live capture instead: `medmon sniff`
+    on one end of a veth pair between two network namespaces it makes (and deletes), the
+    generic mix replayed into the other end with tcpreplay at 25,000 packets/s, doubling while
+    nothing is dropped, then bisecting to about 10%; it reports the highest rate without a drop.
+
     Example:
 
         medmon bench --mix generic --packets 1000000 --scaling
+
+        sudo medmon bench --live --live-budget 600
     """
     from monitor.bench import BenchError, format_report, run_bench
 
+    if live:
+        from click.core import ParameterSource
+
+        from monitor.bench import format_live_report, live_bench
+
+        if scaling:
+            raise click.UsageError("--scaling does not go with --live")
+        explicit = ctx.get_parameter_source("mix") != ParameterSource.DEFAULT
+        if explicit and mix != "generic":
+            raise click.UsageError("--live measures the generic mix only")
+
+        def rung(r: Any) -> None:
+            asked = "top speed" if r.rate_asked is None else f"{r.rate_asked:,} pps"
+            verdict = "zero drops" if r.zero_drop else f"{r.dropped:,} dropped"
+            log.info("%s: %s pps sent, %s", asked, f"{r.rate_achieved:,.0f}", verdict)
+
+        try:
+            result = live_bench(packets=packets, keep=keep, budget_s=live_budget, progress=rung)
+        except BenchError as e:
+            log.error("%s", e)
+            raise click.exceptions.Exit(2) from None
+        if fmt == "json":
+            click.echo(json.dumps(result.to_dict(), indent=2))
+        else:
+            click.echo(format_live_report(result))
+        return
     try:
         report = run_bench(
             packets=packets, keep=keep, tshark=not no_tshark, scaling=scaling, mix=mix

@@ -571,6 +571,11 @@ class FlowTable:
         self.stats.flows += 1
         self.sink(f)
 
+    def sweep(self, now_ns: int) -> None:
+        """End the flows whose timeouts have passed at ``now_ns`` (a live capture calls this at
+        each flush with the wall clock: a quiet network sweeps too)."""
+        self._sweep(now_ns)
+
     def _sweep(self, now_ns: int) -> None:
         """End the flows whose idle, linger or absolute timeout has passed at capture time
         ``now_ns``, and forget stale fragment attributions."""

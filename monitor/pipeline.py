@@ -123,6 +123,10 @@ class Pipeline:
             if gc_was_enabled:
                 gc.enable()
 
+    def expire(self, now_ns: int) -> None:
+        """End the flows whose timeouts have passed at ``now_ns`` (wall clock, live runs)."""
+        self.table.sweep(now_ns)
+
     def end_flows(self) -> None:
         """End every live flow (end of input): each reaches the register."""
         self.table.flush()
@@ -137,7 +141,8 @@ class Pipeline:
     def write_state(self, **totals: Any) -> InventoryResult:
         """Write the run's state so far into its (open) transaction: pending rows, its
         observations and anomaly counts (replacing an earlier write's), DICOM-over-TLS labels,
-        the inventory, and the run's totals (``totals`` are extra ``runs`` columns)."""
+        the inventory, and the run's totals (``totals``: more ``runs`` columns, or values that
+        replace the flow table's, which it updates only every 65,536 packets)."""
         writer = self.writer
         con = writer.reg.con
         run_id = self.run_id
@@ -161,12 +166,13 @@ class Pipeline:
                 log.debug("uncatalogued anomaly %s", name)
             writer.add("anomalies", (run_id, name, n, first[0], first[1]))
         writer.flush()
-        writer.finish_run(
-            packets=stats.packets,
-            bytes=stats.bytes,
-            duplicates=stats.duplicates,
-            skipped=sum(stats.unsupported.values()),
-            flows=stats.flows,
-            **totals,
-        )
+        run_totals: dict[str, Any] = {
+            "packets": stats.packets,
+            "bytes": stats.bytes,
+            "duplicates": stats.duplicates,
+            "skipped": sum(stats.unsupported.values()),
+            "flows": stats.flows,
+        }
+        run_totals.update(totals)
+        writer.finish_run(**run_totals)
         return inventory

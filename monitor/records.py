@@ -39,6 +39,10 @@ class Run:
     first_ts: Any = col("TIMESTAMPTZ", "capture time of the earliest packet")
     last_ts: Any = col("TIMESTAMPTZ", "capture time of the latest packet")
     command: str = col("VARCHAR", "'replay' or 'sniff'")
+    received: int = col("BIGINT", "live: packets the capture received (before drops)")
+    dropped_kernel: int = col("BIGINT", "live: packets the kernel dropped (consumer too slow)")
+    dropped_interface: int = col("BIGINT", "live: packets the interface or its driver dropped")
+    flushes: int = col("BIGINT", "live: times the run's state was written (committed) so far")
 
 
 @dataclass

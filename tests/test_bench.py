@@ -8,7 +8,9 @@ shared.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import os
 import shutil
 import struct
 import subprocess
@@ -765,3 +767,98 @@ def test_report_with_two_mixes() -> None:
     d = json.loads(json.dumps(report.to_dict()))
     assert d["dicom_bulk_generic_mb_ratio"] == pytest.approx(2.8571, abs=1e-4)
     assert d["mixes"][1]["replay_tshark_ratio"] == 4.0
+
+
+# ---------------------------------------------------------------- live capture speed
+
+TCPREPLAY_SUMMARY = """\
+Actual: 20000 packets (13376230 bytes) sent in 0.79 seconds
+Rated: 16832630.0 Bps, 134.66 Mbps, 25001.00 pps
+Statistics for network device: mmb-feed
+\tSuccessful packets:        19990
+\tFailed packets:            10
+\tTruncated packets:         0
+\tRetried packets (ENOBUFS): 0
+\tRetried packets (EAGAIN):  0
+"""
+
+
+def test_tcpreplay_summary_is_read() -> None:
+    assert bench._parse_tcpreplay(TCPREPLAY_SUMMARY) == (25001.0, 19990, 10, 0.79)
+    with pytest.raises(BenchError, match="tcpreplay's summary"):
+        bench._parse_tcpreplay("tcpreplay: something else\n")
+
+
+def test_live_bench_needs_root_and_tools(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bench.os, "geteuid", lambda: 1000)
+    with pytest.raises(BenchError, match=r"^medmon bench --live needs root"):
+        bench.live_bench(packets=PACKETS)
+    monkeypatch.setattr(bench.os, "geteuid", lambda: 0)
+    real_which = shutil.which
+    monkeypatch.setattr(
+        bench.shutil, "which", lambda name: None if name == "tcpreplay" else real_which(name)
+    )
+    with pytest.raises(BenchError, match=r"needs tcpreplay \(install tcpreplay\)$"):
+        bench.live_bench(packets=PACKETS)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["bench", "--live", "--packets", "20000"])
+    assert result.exit_code == 2
+    assert "needs tcpreplay" in result.stderr
+    result = runner.invoke(cli, ["bench", "--live", "--scaling"])
+    assert result.exit_code == 2 and "--scaling does not go with --live" in result.output
+
+
+def _namespaces() -> str:
+    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+
+
+@pytest.mark.netns
+def test_live_bench_finds_a_zero_drop_rate(mix: tuple[Path, MixStats]) -> None:
+    """The real thing on the 20,000-packet mix with a 25 s budget: medmon sniff in a namespace,
+    tcpreplay at 25,000 packets/s and up. Only the counts are checked, never a rate."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: network namespaces and packet capture")
+    for tool in ("ip", "tcpdump", "tcpreplay"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed")
+    path, stats = mix
+    report = bench.live_bench(packets=PACKETS, keep=str(path), budget_s=25)
+    assert report.packets == stats.packets == PACKETS
+    assert report.capture == str(path) and report.capture_origin == "kept"
+    assert 1514 <= report.largest_frame <= report.mtu + 18
+    rungs = report.rungs
+    assert rungs and rungs[0].rate_asked == bench.LIVE_START_PPS
+    # The ladder doubles while nothing is dropped (--topspeed once tcpreplay falls behind).
+    for prev, nxt in itertools.pairwise(rungs):
+        if not prev.zero_drop or prev.rate_asked is None:
+            break
+        if prev.rate_achieved >= 0.9 * prev.rate_asked:
+            assert nxt.rate_asked == 2 * prev.rate_asked
+        else:
+            assert nxt.rate_asked is None
+    for r in rungs:
+        assert r.rate_achieved > 0 and r.seconds > 0 and r.replay_s > 0
+        assert r.sent + r.send_failed == PACKETS
+        if r.zero_drop:
+            assert r.received == r.sent == r.packets == PACKETS
+            assert r.dropped == 0
+        else:
+            assert r.dropped > 0 or r.packets < PACKETS or r.send_failed
+        assert r.peak_rss_mib is not None and r.peak_rss_mib > 10
+    clean = [r for r in rungs if r.zero_drop]
+    assert clean, "no rate without drops, even 25,000 packets/s"
+    assert report.best_pps > 0
+    assert report.best_pps == max(clean, key=lambda r: r.rate_asked or 1 << 62).rate_achieved
+    if report.first_drop_asked is not None and report.best_asked is not None:
+        assert report.first_drop_asked > report.best_asked
+    assert report.stopped in ("precision", "sender", "budget")
+    assert report.seconds < 25 + 20  # one rung at most past the budget's estimate
+    assert report.peak_rss_mib == max(r.peak_rss_mib or 0 for r in rungs)
+    text = bench.format_live_report(report)
+    assert "highest zero-drop rate: " in text and "rate asked" in text
+    assert f"{rungs[0].rate_asked:,}" in text
+    d = json.loads(json.dumps(report.to_dict()))
+    assert d["rungs"][0]["rate_asked"] == bench.LIVE_START_PPS
+    # The namespaces are gone.
+    ns = _namespaces()
+    assert f"mmb{os.getpid()}a" not in ns and f"mmb{os.getpid()}b" not in ns

@@ -50,8 +50,9 @@ class RunWriter:
     Use as a context manager: leaving the block without :meth:`commit` rolls everything back.
     """
 
-    def __init__(self, reg: Register, *, batch_rows: int = 50_000) -> None:
-        self.reg = reg
+    def __init__(self, reg: Register | None, *, batch_rows: int = 50_000) -> None:
+        #: The open register; a live run attaches one only while it writes (:meth:`attach`).
+        self.reg: Any = reg
         self.batch_rows = batch_rows
         self.run_id = 0
         self._pending: dict[str, list[tuple[Any, ...]]] = {}
@@ -93,7 +94,7 @@ class RunWriter:
         """Queue one row (values in the table's column order, ``run_id`` included)."""
         rows = self._pending.setdefault(table, [])
         rows.append(row)
-        if len(rows) >= self.batch_rows:
+        if len(rows) >= self.batch_rows and self.reg is not None:
             self._flush_table(table)
 
     def add_many(self, table: str, rows: Iterable[tuple[Any, ...]]) -> None:
@@ -143,6 +144,20 @@ class RunWriter:
         self.flush()
         self.reg.con.commit()
         self._open = False
+
+    @property
+    def pending_rows(self) -> int:
+        """Rows queued and not written yet."""
+        return sum(len(rows) for rows in self._pending.values())
+
+    def attach(self, reg: Register | None) -> None:
+        """Write into ``reg`` from now on (None: only queue rows until one is attached)."""
+        self.reg = reg
+
+    def begin_transaction(self) -> None:
+        """Open a transaction on the attached register for the run's next writes."""
+        self.reg.con.begin()
+        self._open = True
 
     def checkpoint(self) -> None:
         """Commit what the run has written so far and go on in a new transaction (a live run
