@@ -343,6 +343,8 @@ class _Progress:
         )
         self._task = self._progress.add_task("reading", total=None)
         self._start = 0.0
+        #: Shown after the counters (a live capture: its drops and flushes).
+        self.note = ""
 
     def __enter__(self) -> _Progress:
         import time
@@ -354,17 +356,21 @@ class _Progress:
     def __exit__(self, *exc: object) -> None:
         self._progress.__exit__(None, None, None)
 
-    def update(self, stats: Any, live_flows: int) -> None:
+    def show(self, packets: int, nbytes: int, flows: int) -> None:
+        """Show these counters (a live capture at each flush: the table's lag behind)."""
         import time
 
         elapsed = max(time.perf_counter() - self._start, 1e-9)
         self._progress.update(
             self._task,
             description=(
-                f"{stats.packets:,} packets  {stats.packets / elapsed:,.0f} pkt/s  "
-                f"{stats.bytes / 1e6:,.1f} MB  {stats.flows + live_flows:,} flows"
+                f"{packets:,} packets  {packets / elapsed:,.0f} pkt/s  {nbytes / 1e6:,.1f} MB  "
+                f"{flows:,} flows" + (f"  {self.note}" if self.note else "")
             ),
         )
+
+    def update(self, stats: Any, live_flows: int) -> None:
+        self.show(stats.packets, stats.bytes, stats.flows + live_flows)
 
 
 def filter_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -619,14 +625,21 @@ def sniff(
     }
     show = not quiet and sys.stderr.isatty()
 
+    progress_ctx = _Progress() if show else None
+
     def flushed(r: api.SniffResult) -> None:
+        if progress_ctx is not None:
+            progress_ctx.note = (
+                f"{r.received:,} received  {r.dropped:,} dropped  {r.assets:,} devices  "
+                f"flush {r.flushes}"
+            )
+            progress_ctx.show(r.packets, r.bytes, r.flows)
         log.debug(
             "flush %d: %d packets, %d flows, %d devices, %d dropped",
             r.flushes, r.packets, r.flows, r.assets, r.dropped,
         )  # fmt: skip
 
     try:
-        progress_ctx = _Progress() if show else None
         kwargs: dict[str, Any] = {
             "db": db, "bpf": bpf, "duration": duration, "flush_every": flush_every,
             "site_rules": rules, "keep_pcap": keep_pcap, "keep_minutes": keep_minutes,
