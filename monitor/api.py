@@ -555,6 +555,8 @@ class SniffResult:
 DEFAULT_FLUSH_SECONDS = 60.0
 #: ... or sooner, when this many rows wait to be written (bounds memory at high rates).
 FLUSH_PENDING_ROWS = 200_000
+#: The last write of a live run waits this long (seconds) for a reader to let go of the file.
+FINAL_WRITE_WAIT = 30.0
 
 
 def sniff(
@@ -580,11 +582,13 @@ def sniff(
 
     The pipeline is the replay's (:class:`monitor.pipeline.Pipeline`); the frames come from
     :class:`monitor.live.LiveCapture` (tcpdump writing into a pipe: receive only). The run's
-    state is written and committed every ``flush_every`` seconds (at the first packet after
-    it), so the register is current and a crash loses at most one interval; the register is
-    opened only for those writes, so that ``medmon assets`` and the other readers can open it
-    in between. ``reload`` set: the fingerprint rules are read again at the next flush (an
-    invalid file keeps the rules in use, with a warning). With ``keep_pcap``, the last
+    state is written and committed every ``flush_every`` seconds (by a thread, also when no
+    packet arrives), so the register is current and a crash loses at most one interval; the
+    register is opened only for those writes, so that ``medmon assets`` and the other readers
+    can open it in between (a write that finds a reader holding it is done at the next flush;
+    the last one waits for the reader, up to :data:`FINAL_WRITE_WAIT` seconds). ``reload``
+    set: the fingerprint rules are read again at the next flush (an invalid file keeps the
+    rules in use, with a warning). With ``keep_pcap``, the last
     ``keep_minutes`` minutes of frames are kept as evidence in rolling pcap files there.
     Raises :class:`InputError` (bad rules, interface or filter) and
     :class:`~monitor.register.RegisterError`.
@@ -630,6 +634,16 @@ def sniff(
             pipeline.expire(max(time.time_ns(), span[1] or 0))
         cs = live.stats()
         stats = pipeline.stats
+        if final:
+            wait_until = time.monotonic() + FINAL_WRITE_WAIT
+            while True:  # a reader may hold the register for a moment
+                try:
+                    open_register(dbpath).close()
+                    break
+                except RegisterError:
+                    if time.monotonic() >= wait_until:
+                        break  # the write below reports it
+                    time.sleep(0.25)
         try:
             with open_register(dbpath) as wreg:
                 writer.attach(wreg)
@@ -740,11 +754,11 @@ def sniff(
         live.stop()
         if ring is not None:
             ring.close()
+    pipeline.end_flows()
+    write(final=True)  # also after a failed flush: what can be written is
+    live.close()
     if flusher_error:
         raise flusher_error[0]
-    pipeline.end_flows()
-    write(final=True)
-    live.close()
     result.seconds = time.perf_counter() - started
     if failure is not None:
         # Everything is written; the caller (a service manager) should know and restart.
