@@ -499,6 +499,40 @@ def assets(db: str, fmt: str, ip: str | None, device_class: str | None, limit: i
     emit_rows(names, rows, fmt, api.ASSET_TABLE_COLUMNS, title="assets")
 
 
+@cli.command()
+@db_option
+@click.option(
+    "--format", "fmt", type=click.Choice(["graphml", "gexf", "dot", "json", "svg"]),
+    default="graphml", show_default=True,
+    help="graphml or gexf (Gephi, yEd, networkx), dot (Graphviz), json (networkx "
+    "node-link), svg (drawn by Graphviz dot: needs the graphviz package).",
+)  # fmt: skip
+@click.option(
+    "-o", "--output", metavar="FILE", required=True, help="Where to write it; - for stdout."
+)
+def graph(db: str, fmt: str, output: str) -> None:
+    """The communication graph: devices, and the services between them, as a file.
+
+    A node per device (asset id, address, host name, vendor, model, class, OS) and per
+    address of no device (external: true); an edge client -> server per application protocol
+    and server port, with packets, bytes, flows, first and last seen and the zones of both
+    ends. In dot and svg, zones are clusters, device classes shapes and colours, and policy
+    violations red.
+
+    Example:
+
+        medmon graph --format graphml -o site.graphml
+
+        medmon graph --format dot -o - | dot -Tpdf -o site.pdf
+    """
+    from monitor import api_graph
+
+    try:
+        api_graph.graph(db=db, fmt=fmt, output=output)
+    except api.InputError as e:
+        _fail(e)
+
+
 @cli.group()
 def fingerprint() -> None:
     """Device fingerprint rules: explain a device, lint rule files.
