@@ -510,25 +510,29 @@ def assets(db: str, fmt: str, ip: str | None, device_class: str | None, limit: i
 @click.option(
     "-o", "--output", metavar="FILE", required=True, help="Where to write it; - for stdout."
 )
-def graph(db: str, fmt: str, output: str) -> None:
+@click.option(
+    "--policy", "policy_file", metavar="FILE", default=None,
+    help="Zones from this segmentation policy, and its decision on every edge (violations).",
+)  # fmt: skip
+def graph(db: str, fmt: str, output: str, policy_file: str | None) -> None:
     """The communication graph: devices, and the services between them, as a file.
 
     A node per device (asset id, address, host name, vendor, model, class, OS) and per
     address of no device (external: true); an edge client -> server per application protocol
     and server port, with packets, bytes, flows, first and last seen and the zones of both
     ends. In dot and svg, zones are clusters, device classes shapes and colours, and policy
-    violations red.
+    violations red (--policy: a deny rule or default decides the edge).
 
     Example:
 
-        medmon graph --format graphml -o site.graphml
+        medmon graph --format graphml -o site.graphml --policy policies/default.yaml
 
         medmon graph --format dot -o - | dot -Tpdf -o site.pdf
     """
     from monitor import api_graph
 
     try:
-        api_graph.graph(db=db, fmt=fmt, output=output)
+        api_graph.graph(db=db, fmt=fmt, output=output, policy=policy_file)
     except api.InputError as e:
         _fail(e)
 
@@ -704,6 +708,100 @@ def sniff(
             f"{result.seconds:.1f} s -> {db}"
         )
         _summary(msg)
+
+
+# ---------------------------------------------------------------- policy
+
+
+def policy_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--policy FILE``, the same on every command that evaluates a policy."""
+    return click.option(
+        "--policy",
+        "policy_file",
+        metavar="FILE",
+        default=None,
+        help="Segmentation policy (YAML) [the shipped policies/default.yaml].",
+    )(fn)
+
+
+@cli.group()
+def policy() -> None:
+    """Segmentation policies: lint a policy file, explain how it decides a flow.
+
+    A policy names the hospital's zones (by CIDR, VLAN, device class or asset), groups of
+    zones, services (by detected application, then port) and ordered allow/deny rules;
+    policies/README.md documents the format and policies/default.yaml is a commented start.
+
+    Example:
+
+        medmon policy lint policies/default.yaml
+    """
+
+
+@policy.command("lint")
+@click.argument("file", metavar="FILE")
+def policy_lint(file: str) -> None:
+    """Check a policy file: one line per error, with file:line. Exit 2 on errors, 0 and no
+    output when it is clean.
+
+    Reports YAML errors, unknown or missing keys, unknown zones, groups, services and device
+    classes, bad severities and CIDRs, deny rules without why or hipaa_ref, duplicate rule
+    ids, CIDRs of two zones that overlap, and rules an earlier rule makes unreachable.
+
+    Example:
+
+        medmon policy lint policies/examples/radiology-department.yaml
+    """
+    from monitor.policy import api as policy_api
+
+    errors = policy_api.lint_policy_file(file)
+    for line in errors:
+        click.echo(line)
+    if errors:
+        raise click.exceptions.Exit(2)
+
+
+@policy.command("check")
+@db_option
+@policy_option
+@click.option(
+    "--explain",
+    "flow",
+    nargs=3,
+    type=(str, str, click.IntRange(0, 65535)),
+    metavar="CLIENT SERVER PORT",
+    default=None,
+    help="Explain how the policy decides this flow: zones, service, each rule tried.",
+)
+@click.option(
+    "--proto",
+    type=click.Choice(["tcp", "udp"]),
+    default="tcp",
+    show_default=True,
+    help="The flow's protocol (with --explain).",
+)
+def policy_check(
+    db: str, policy_file: str | None, flow: tuple[str, str, int] | None, proto: str
+) -> None:
+    """Which rule of the policy decides a flow, and why. The flow's application and VLAN and
+    both devices (device class, MAC) come from the register when it has seen them.
+
+    For now only --explain is available; checking the whole register comes next.
+
+    Example:
+
+        medmon policy check --policy policies/default.yaml --explain 10.20.0.11 10.30.0.10 4242
+    """
+    from monitor.policy import api as policy_api
+
+    if flow is None:
+        _fail(ValueError("policy check: --explain CLIENT SERVER PORT is required for now"))
+    client, server, port = flow
+    try:
+        text = policy_api.explain_flow(db, policy_file, client, server, port, proto)
+    except policy_api.PolicyError as e:
+        _fail(e)
+    click.echo(text)
 
 
 @cli.command()

@@ -423,3 +423,34 @@ def test_cli_bad_output_is_one_line(register: str, tmp_path: Path) -> None:
         f"medmon: error: {tmp_path / 'missing' / 'g.graphml'}: directory "
         f"{tmp_path / 'missing'} does not exist\n"
     )
+
+
+def test_a_policy_gives_zones_and_marks_the_denied_edges(register: str) -> None:
+    """``medmon graph --policy``: every edge carries the rule (or default) that decides it, a
+    deny is a violation, and every device is in the zone the policy gives its address."""
+    from monitor.policy import decide, load_policy, zone_of
+    from monitor.resources import data_dir
+
+    policy_file = data_dir("policies") / "default.yaml"
+    g = api_graph.build(db=register, policy=str(policy_file))
+    policy = load_policy(policy_file)
+    assert g.number_of_edges() > 0
+    for _c, _s, attrs in g.edges(data=True):
+        assert attrs["rule"]
+        flow = {
+            "proto": attrs["proto"], "client_ip": attrs["client_ips"][0],
+            "server_ip": attrs["server_ips"][0], "server_port": attrs["server_port"],
+            "app": attrs.get("app") or None,
+        }  # fmt: skip
+        decision = decide(policy, flow, g.nodes[_c], g.nodes[_s])
+        assert attrs["violation"] == (decision.action == "deny")
+        assert attrs["rule"] == decision.rule_id
+    assert {a["violation"] for _c, _s, a in g.edges(data=True)} == {True, False}
+    for node, attrs in g.nodes(data=True):
+        if attrs.get("ip"):
+            assert attrs["zone"] == zone_of(policy, attrs["ip"], attrs.get("vlan"), attrs), node
+    # Broadcast and unspecified addresses are no devices.
+    assert not [n for n in g.nodes if n in ("ip:0.0.0.0", "ip:255.255.255.255")]
+    code = CliRunner().invoke(cli, ["graph", "--db", register, "--format", "dot", "-o", "-",
+                                    "--policy", str(policy_file)])  # fmt: skip
+    assert code.exit_code == 0 and 'color="#d62728"' in code.stdout

@@ -28,6 +28,11 @@ from typing import Any
 
 import yaml
 
+from monitor.yamlfile import LineLoader as _LineLoader
+from monitor.yamlfile import Map as _Map
+from monitor.yamlfile import Seq as _Seq
+from monitor.yamlfile import line_of as _line
+
 #: Asset fields a rule may ``set``, in evidence order.
 FIELDS: tuple[str, ...] = (
     "vendor",
@@ -299,78 +304,10 @@ class RuleSet:
 # YAML with line numbers
 
 
-class _Map(dict[Any, Any]):
-    """A mapping that remembers its own line and each key's line (1-based)."""
-
-    line: int = 0
-    lines: dict[Any, int]
-    duplicates: list[tuple[Any, int]]
-
-
-class _Seq(list[Any]):
-    """A sequence that remembers its own line and each item's line (1-based)."""
-
-    line: int = 0
-    lines: list[int]
-
+# The loader lives in :mod:`monitor.yamlfile` (policies use it too).
 
 #: What :meth:`_Linter.read` returns for a file it could not read or parse.
 _UNREADABLE = object()
-
-
-#: libyaml's parser when PyYAML was built with it (about 5x faster on the shipped rules, which
-#: every replay loads); its nodes carry the same marks as the pure-Python one.
-_BaseSafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _LineLoader(_BaseSafeLoader):
-    """SafeLoader whose mappings and sequences carry line numbers."""
-
-
-def _construct_map(loader: yaml.SafeLoader, node: yaml.MappingNode) -> _Map:
-    loader.flatten_mapping(node)
-    out = _Map()
-    out.line = node.start_mark.line + 1
-    out.lines = {}
-    out.duplicates = []
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        value = loader.construct_object(value_node, deep=True)
-        line = key_node.start_mark.line + 1
-        try:
-            if key in out:
-                out.duplicates.append((key, line))
-        except TypeError:  # unhashable key (a list as a key): the loader reports it below
-            raise yaml.constructor.ConstructorError(
-                None, None, "found an unhashable key", key_node.start_mark
-            ) from None
-        out[key] = value
-        out.lines[key] = line
-    return out
-
-
-def _construct_seq(loader: yaml.SafeLoader, node: yaml.SequenceNode) -> _Seq:
-    out = _Seq(loader.construct_object(child, deep=True) for child in node.value)
-    out.line = node.start_mark.line + 1
-    out.lines = [child.start_mark.line + 1 for child in node.value]
-    return out
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_map)
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_seq)
-
-
-def _line(obj: Any, key: Any = None, default: int = 1) -> int:
-    """Line of ``obj[key]`` (or of ``obj``) when known."""
-    if isinstance(obj, _Map):
-        if key is not None and key in obj.lines:
-            return obj.lines[key]
-        return obj.line or default
-    if isinstance(obj, _Seq):
-        if isinstance(key, int) and 0 <= key < len(obj.lines):
-            return obj.lines[key]
-        return obj.line or default
-    return default
 
 
 def _scalar(value: Any) -> str | None:
