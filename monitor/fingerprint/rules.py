@@ -473,14 +473,16 @@ class _Linter:
 
     # -- rules --------------------------------------------------------------------------------
 
-    def rule_file(self, path: Path, site: bool) -> None:
+    def _file(self, path: Path, keys: frozenset[str], items: str, what: str) -> Any:
+        """Read a rule or lifecycle file and check its ``meta``; return its ``items`` list (or
+        None when there is nothing more to check)."""
         data = self.read(path)
         if data is _UNREADABLE:
-            return
+            return None
         if not isinstance(data, _Map):
-            self.error(path, _line(data), "a rule file is a mapping with 'meta' and 'rules'")
-            return
-        self.keys(path, data, FILE_KEYS, FILE_KEYS, "the file")
+            self.error(path, _line(data), f"a {what} file is a mapping with 'meta' and '{items}'")
+            return None
+        self.keys(path, data, keys, keys, "the file")
         meta = data.get("meta")
         if meta is not None:
             if isinstance(meta, _Map):
@@ -489,11 +491,17 @@ class _Linter:
                     self.error(path, _line(meta, "title"), "meta 'title' must be non-empty text")
             else:
                 self.error(path, _line(data, "meta"), "'meta' must be a mapping")
-        rules = data.get("rules")
+        listed = data.get(items)
+        if listed is None:
+            return None
+        if not isinstance(listed, _Seq):
+            self.error(path, _line(data, items), f"'{items}' must be a list")
+            return None
+        return listed
+
+    def rule_file(self, path: Path, site: bool) -> None:
+        rules = self._file(path, FILE_KEYS, "rules", "rule")
         if rules is None:
-            return
-        if not isinstance(rules, _Seq):
-            self.error(path, _line(data, "rules"), "'rules' must be a list")
             return
         for index, raw in enumerate(rules):
             line = _line(rules, index)
@@ -711,24 +719,8 @@ class _Linter:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def lifecycle_file(self, path: Path, site: bool) -> None:
-        data = self.read(path)
-        if data is _UNREADABLE:
-            return
-        if not isinstance(data, _Map):
-            self.error(path, _line(data), "a lifecycle file is a mapping with 'meta' and 'entries'")
-            return
-        self.keys(path, data, LIFECYCLE_FILE_KEYS, LIFECYCLE_FILE_KEYS, "the file")
-        meta = data.get("meta")
-        if meta is not None:
-            if isinstance(meta, _Map):
-                self.keys(path, meta, META_KEYS, META_REQUIRED, "meta")
-            else:
-                self.error(path, _line(data, "meta"), "'meta' must be a mapping")
-        entries = data.get("entries")
+        entries = self._file(path, LIFECYCLE_FILE_KEYS, "entries", "lifecycle")
         if entries is None:
-            return
-        if not isinstance(entries, _Seq):
-            self.error(path, _line(data, "entries"), "'entries' must be a list")
             return
         for index, raw in enumerate(entries):
             if not isinstance(raw, _Map):
