@@ -43,11 +43,19 @@ def test_no_canary_reaches_register_logs_or_exports(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     outputs += [result.stdout, result.stderr]
-    for command in ("flows", "runs"):
+    for command in ("flows", "runs", "assets", "dicom", "hl7"):
         for fmt in ("table", "json", "csv"):
             r = runner.invoke(cli, [command, "--db", db, "--format", fmt])
             assert r.exit_code == 0
             outputs += [r.stdout, r.stderr]
+    for fmt in ("graphml", "gexf", "json", "dot"):
+        r = runner.invoke(cli, ["graph", "--db", db, "--format", fmt, "-o", "-"])
+        assert r.exit_code == 0
+        outputs += [r.stdout, r.stderr]
+    for who in ("10.20.0.21", "10.40.0.31"):
+        r = runner.invoke(cli, ["fingerprint", "explain", who, "--db", db])
+        assert r.exit_code == 0, r.output
+        outputs.append(r.stdout)
     assert json.loads(runner.invoke(cli, ["flows", "--db", db, "--format", "json"]).stdout)
     for text in outputs:
         assert not _contains_canary(text.encode())
