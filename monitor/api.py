@@ -70,6 +70,7 @@ class ReplayResult:
     warnings: list[str] = field(default_factory=list)  #: damage found while reading
     anomalies: dict[str, int] = field(default_factory=dict)
     assets: int = 0  #: devices whose asset row this run (re)computed
+    findings: list[Any] = field(default_factory=list)  #: the run's policy findings (--policy)
 
     @property
     def packets_per_second(self) -> float:
@@ -87,6 +88,7 @@ def replay(
     stdin: Any = None,
     ports: dict[str, tuple[int, ...]] | None = None,
     site_rules: str | None = None,
+    policy: str | None = None,
 ) -> ReplayResult:
     """Analyse capture files or directories (``-`` for standard input) into the register.
 
@@ -101,6 +103,7 @@ def replay(
     result = ReplayResult()
     registry = parser_registry(ports or {})
     rules = fingerprint_rules(site_rules)
+    segmentation = load_policy_file(policy) if policy else None
     files, errors = expand_paths(paths)
     result.errors.extend(errors)
     dbpath = db or default_db()
@@ -149,7 +152,10 @@ def replay(
             return result
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="medmon-hash") as pool:
             hashed = pool.submit(lambda: {p: file_digest(p) for p in to_hash})
-            _run(reg, merge, result, paths, force, progress, config, hashed, quick, registry, rules)
+            _run(
+                reg, merge, result, paths, force, progress, config, hashed, quick, registry,
+                rules, segmentation,
+            )  # fmt: skip
     return result
 
 
@@ -227,11 +233,12 @@ def _run(
     quick: dict[str, str],
     registry: tuple[ParserSpec, ...],
     rules: RuleSet,
+    segmentation: Any = None,
 ) -> None:
     started = time.perf_counter()
     with RunWriter(reg) as writer:
         run_id = writer.begin(source=" ".join(paths), command="replay")
-        pipeline = Pipeline(writer, registry, rules, oui_table(), config)
+        pipeline = Pipeline(writer, registry, rules, oui_table(), config, segmentation)
         try:
             pipeline.process(merge, progress)
             pipeline.end_flows()
@@ -303,6 +310,7 @@ def _run(
     result.skipped_frames = sum(stats.unsupported.values())
     result.anomalies = pipeline.anomaly_counts()
     result.assets = inventory.assets
+    result.findings = list(pipeline.findings)
     result.seconds = time.perf_counter() - started
 
 
@@ -538,6 +546,7 @@ class SniffResult:
     bytes: int = 0
     flows: int = 0
     assets: int = 0
+    findings: int = 0  #: policy findings of the run so far (--policy)
     received: int = 0  #: packets the capture received
     dropped_kernel: int = 0  #: packets the kernel dropped: medmon did not keep up
     dropped_interface: int = 0  #: packets the interface or its driver dropped
@@ -575,6 +584,7 @@ def sniff(
     on_flush: Callable[[SniffResult], None] | None = None,
     stop: threading.Event | None = None,
     reload: threading.Event | None = None,
+    policy: str | None = None,
 ) -> SniffResult:
     """Capture from interface ``iface`` (a switch's mirror port) into the register until
     ``duration`` seconds have passed or ``stop`` is set (safe from a signal handler: the
@@ -598,6 +608,7 @@ def sniff(
     started = time.perf_counter()
     result = SniffResult()
     rules = fingerprint_rules(site_rules)
+    segmentation = load_policy_file(policy) if policy else None
     registry = parser_registry({})
     dbpath = db or default_db()
     stop = stop or threading.Event()
@@ -608,7 +619,7 @@ def sniff(
         result.run_id = writer.begin(source=source, command="sniff")
         writer.commit()
     writer.attach(None)
-    pipeline = Pipeline(writer, registry, rules, oui_table(), config)
+    pipeline = Pipeline(writer, registry, rules, oui_table(), config, segmentation)
     live = LiveCapture(iface, bpf=bpf, buffer_mib=buffer_mib)
     ring: PcapRing | None = None  # opened at the first frame, with its link type
     try:
@@ -623,7 +634,9 @@ def sniff(
             reload.clear()
             try:
                 rules = pipeline.rules = fingerprint_rules(site_rules)
-                log.info("fingerprint rules reloaded")
+                if policy:
+                    pipeline.policy = load_policy_file(policy)
+                log.info("fingerprint rules%s reloaded", " and policy" if policy else "")
             except InputError as e:
                 result.warnings.append(f"rules not reloaded: {e}")
                 log.warning("fingerprint rules not reloaded (the rules in use stay): %s", e)
@@ -671,6 +684,7 @@ def sniff(
             return
         result.flushes += 1
         result.assets = inventory.assets
+        result.findings = len(pipeline.findings)
         result.packets, result.bytes, result.flows = counted[0], counted[1], stats.flows
         result.received = cs.received
         result.dropped_kernel, result.dropped_interface = cs.dropped_kernel, cs.dropped_interface
@@ -779,3 +793,35 @@ def _forget_run(dbpath: str, run_id: int) -> None:
     """Remove a live run that never captured (its interface could not be opened)."""
     with open_register(dbpath) as reg:
         reg.con.execute("DELETE FROM runs WHERE run_id = ?", [run_id])
+
+
+def load_policy_file(path: str) -> Any:
+    """A segmentation policy file, loaded and linted; :class:`InputError` (one line per
+    problem, ``file:LINE: ...``) when it is invalid."""
+    from monitor.policy import PolicyError, load_policy
+
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: no such policy file")
+    try:
+        return load_policy(path)
+    except PolicyError as e:
+        raise InputError(str(e)) from None
+
+
+def exceptions(
+    *, db: str | None = None, run_id: int | None = None, limit: int | None = None
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The risk register's findings, worst and most recent first (of one run: last seen in
+    it)."""
+    with open_register(db or default_db(), read_only=True) as reg:
+        sql = "SELECT * FROM exceptions"
+        params: list[Any] = []
+        if run_id is not None:
+            sql += " WHERE last_run = ?"
+            params.append(run_id)
+        sql += """ ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1
+                   WHEN 'medium' THEN 2 ELSE 3 END, last_seen DESC, exception_id"""
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return reg.query(sql, params)

@@ -240,6 +240,14 @@ def rules_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     "(repeatable). Content probes find DICOM and HL7 on any port anyway.",
 )
 @rules_option
+@click.option(
+    "--policy", "policy_file", metavar="FILE", default=None,
+    help="Check the run against this segmentation policy: findings go to the risk register.",
+)  # fmt: skip
+@click.option(
+    "--fail-on", type=click.Choice(["low", "medium", "high", "critical"]), default=None,
+    help="With --policy: exit 1 when the run found something this severe or worse.",
+)  # fmt: skip
 def replay(
     paths: tuple[str, ...],
     db: str,
@@ -248,6 +256,8 @@ def replay(
     max_flows: int | None,
     ports: dict[str, tuple[int, ...]],
     rules: str | None,
+    policy_file: str | None,
+    fail_on: str | None,
 ) -> None:
     """Analyse captures into the register.
 
@@ -276,11 +286,13 @@ def replay(
                     config=config,
                     ports=ports,
                     site_rules=rules,
+                    policy=policy_file,
                 )
         else:
             result = api.replay(
-                paths, db=db, force=force, config=config, ports=ports, site_rules=rules
-            )
+                paths, db=db, force=force, config=config, ports=ports, site_rules=rules,
+                policy=policy_file,
+            )  # fmt: skip
     except api.InputError as e:
         _fail(e)
     for line in result.errors:
@@ -298,7 +310,24 @@ def replay(
             f"{result.duplicates:,} duplicates, in {result.seconds:.2f} s "
             f"({result.packets_per_second:,.0f} packets/s) -> {db}"
         )
+        if policy_file:
+            msg += f"; {len(result.findings):,} findings"
         _summary(msg)
+    if fail_on is not None:
+        if not policy_file:
+            raise click.UsageError("--fail-on needs --policy")
+        _fail_on(result.findings, fail_on)
+
+
+def _fail_on(findings: list[Any], threshold: str) -> None:
+    """Exit 1 when a finding is ``threshold`` or worse (for automation), naming how many."""
+    from monitor.policy.findings import severity_at_least
+
+    bad = [f for f in findings if severity_at_least(f.severity, threshold)]
+    if bad:
+        kinds = ", ".join(sorted({f.kind for f in bad}))
+        log.warning("%d findings of severity %s or worse (%s)", len(bad), threshold, kinds)
+        raise click.exceptions.Exit(1)
 
 
 def _summary(msg: str) -> None:
@@ -614,6 +643,10 @@ def lint(dirs: tuple[str, ...]) -> None:
     help="Only check IFACE: does it exist, is it up, is it receiving, may medmon capture.",
 )  # fmt: skip
 @rules_option
+@click.option(
+    "--policy", "policy_file", metavar="FILE", default=None,
+    help="Check against this segmentation policy at each flush (SIGHUP reloads it).",
+)  # fmt: skip
 @click.option("--quiet", "-q", is_flag=True, help="No live status and no summary.")
 def sniff(
     iface: str | None,
@@ -626,6 +659,7 @@ def sniff(
     buffer_mib: int,
     check: str | None,
     rules: str | None,
+    policy_file: str | None,
     quiet: bool,
 ) -> None:
     """Capture live from a mirror (SPAN) port into the register. Receive only: medmon never
@@ -681,7 +715,7 @@ def sniff(
         kwargs: dict[str, Any] = {
             "db": db, "bpf": bpf, "duration": duration, "flush_every": flush_every,
             "site_rules": rules, "keep_pcap": keep_pcap, "keep_minutes": keep_minutes,
-            "buffer_mib": buffer_mib,
+            "buffer_mib": buffer_mib, "policy": policy_file,
             "on_flush": flushed, "stop": stop, "reload": reload,
         }  # fmt: skip
         if progress_ctx is not None:

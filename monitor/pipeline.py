@@ -27,6 +27,10 @@ from monitor.fingerprint.rules import RuleSet
 from monitor.flows import Flow, FlowConfig, FlowTable, TableStats
 from monitor.observations import ObservationCollector
 from monitor.parsers import DATAGRAM_REGISTRY, ParserSpec
+from monitor.policy.check import zone_of
+from monitor.policy.findings import Finding, run_findings
+from monitor.policy.model import Policy
+from monitor.register.exceptions import finding_inputs, record_findings, set_zones
 from monitor.register.ingest import RunWriter, label_dicom_tls
 from monitor.register.inventory import InventoryResult, update_inventory
 from monitor.streams import StreamManager
@@ -56,8 +60,13 @@ class Pipeline:
         rules: RuleSet,
         oui: OuiTable | None,
         config: FlowConfig | None = None,
+        policy: Policy | None = None,
     ) -> None:
         self.writer = writer
+        #: The segmentation policy: its findings go to the risk register at each write.
+        self.policy = policy
+        #: The findings of the last write (all of the run so far).
+        self.findings: list[Finding] = []
         self.run_id = writer.run_id
         self.rules = rules
         self.oui = oui
@@ -138,6 +147,27 @@ class Pipeline:
             counts[name] = counts.get(name, 0) + n
         return counts
 
+    def _check_policy(self) -> None:
+        """The run's findings into ``exceptions``, and every device's zone into ``assets``."""
+        policy = self.policy
+        assert policy is not None
+        reg = self.writer.reg
+        classes = self.rules.vocabulary.device_classes
+
+        def regulated(device_class: str | None) -> bool:
+            dc = classes.get(device_class or "")
+            return bool(dc is not None and dc.regulated)
+
+        inputs = finding_inputs(reg, self.run_id)
+        self.findings = run_findings(policy, regulated=regulated, run_id=self.run_id, **inputs)
+        record_findings(reg, self.run_id, self.findings)
+        zones = {
+            a["asset_id"]: zone_of(policy, a["ip"], a.get("vlan"), a)
+            for a in inputs["assets"].values()
+            if a.get("ip")
+        }
+        set_zones(reg, zones)
+
     def write_state(self, **totals: Any) -> InventoryResult:
         """Write the run's state so far into its (open) transaction: pending rows, its
         observations and anomaly counts (replacing an earlier write's), DICOM-over-TLS labels,
@@ -158,6 +188,8 @@ class Pipeline:
             oui_lookup=self.oui.lookup if self.oui is not None else None,
             kinds=signal_kinds(self.rules),
         )
+        if self.policy is not None:
+            self._check_policy()
         stats = self.table.stats
         con.execute("DELETE FROM anomalies WHERE run_id = ?", [run_id])
         for name, n in sorted(self.anomaly_counts().items()):

@@ -280,6 +280,12 @@ class RiskException:
     first_seen: Any = col("TIMESTAMPTZ", "first seen")
     last_seen: Any = col("TIMESTAMPTZ", "last seen")
     occurrences: int = col("BIGINT DEFAULT 0", "times seen")
+    severity: str = col("VARCHAR", "low, medium, high or critical (the policy's closed table)")
+    rule: str = col("VARCHAR", "the policy rule, default or built-in check that found it")
+    evidence: str = col("JSON", "what shows it: zones, service, version, community named...")
+    first_run: int = col("BIGINT", "run that first showed it")
+    last_run: int = col("BIGINT", "run that last showed it")
+    last_run_count: int = col("BIGINT", "occurrences the last run added")
 
 
 @dataclass

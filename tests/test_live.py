@@ -384,15 +384,9 @@ def test_block_ring_without_immediate_mode(veth: tuple[str, str]) -> None:
 
 
 FAKE_TCPDUMP = r'''#!PYTHON
-"""Stands in for tcpdump: a pcap header and one frame on stdout, counters on SIGUSR1/SIGTERM."""
+"""Stands in for tcpdump: a pcap header and one frame on stdout, counters on SIGUSR1/SIGTERM.
+Its signal handlers are in place before it says it listens, as tcpdump's are."""
 import signal, struct, sys, time
-out = sys.stdout.buffer
-out.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, 1))
-out.write(struct.pack("<IIII", 1, 2, 3, 60) + b"abc")
-out.flush()
-sys.stderr.write("tcpdump: listening on fake0, link-type EN10MB (Ethernet), "
-                 "snapshot length 262144 bytes\n")
-sys.stderr.flush()
 def usr1(signo, frame):
     sys.stderr.write("tcpdump: 1 packet captured, 7 packets received by filter, "
                      "1 packet dropped by kernel, 5 packets dropped by interface\n")
@@ -403,6 +397,13 @@ def term(signo, frame):
     sys.exit(0)
 signal.signal(signal.SIGUSR1, usr1)
 signal.signal(signal.SIGTERM, term)
+out = sys.stdout.buffer
+out.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, 1))
+out.write(struct.pack("<IIII", 1, 2, 3, 60) + b"abc")
+out.flush()
+sys.stderr.write("tcpdump: listening on fake0, link-type EN10MB (Ethernet), "
+                 "snapshot length 262144 bytes\n")
+sys.stderr.flush()
 while True:
     time.sleep(0.05)
 '''
@@ -441,7 +442,8 @@ def test_failure_when_the_interface_disappears(veth: tuple[str, str]) -> None:
         frames = cap.frames()
         assert cap.failure is None  # running
         _run("ip", "-n", ns, "link", "del", x)
-        assert list(frames) == []  # the pipe ends when tcpdump does
+        for _frame in frames:  # the pipe ends when tcpdump does (the link's own IPv6
+            pass  # chatter may have been captured before: frames are not the point here)
         cap.stop()
         assert cap.failure == f"{x}: tcpdump ended: pcap_loop: The interface disappeared"
         cap.close()

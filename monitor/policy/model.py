@@ -135,7 +135,7 @@ TLS_VERSIONS: tuple[str, ...] = ("1.0", "1.1", "1.2", "1.3")
 
 @dataclass(frozen=True, slots=True)
 class Checks:
-    """Settings of the built-in checks (validated here, run by a later stage)."""
+    """Settings of the built-in checks (run by :mod:`monitor.policy.findings`)."""
 
     #: check name -> severity; a check that is off is absent
     severities: tuple[tuple[str, str], ...] = ()
