@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -814,13 +815,20 @@ def policy_lint(file: str) -> None:
     show_default=True,
     help="The flow's protocol (with --explain).",
 )
+@click.option("--run", "run_id", type=int, default=None, help="Check this run [the last one].")
+@output_options
 def policy_check(
-    db: str, policy_file: str | None, flow: tuple[str, str, int] | None, proto: str
+    db: str,
+    policy_file: str | None,
+    flow: tuple[str, str, int] | None,
+    proto: str,
+    run_id: int | None,
+    fmt: str,
 ) -> None:
-    """Which rule of the policy decides a flow, and why. The flow's application and VLAN and
-    both devices (device class, MAC) come from the register when it has seen them.
-
-    For now only --explain is available; checking the whole register comes next.
+    """Check a run of the register against a policy: its violations and the built-in checks'
+    findings, listed (nothing is written: `medmon replay --policy` records them). With
+    --explain, which rule decides one flow and why; the flow's application and VLAN and both
+    devices (device class, MAC) come from the register when it has seen them.
 
     Example:
 
@@ -828,14 +836,48 @@ def policy_check(
     """
     from monitor.policy import api as policy_api
 
-    if flow is None:
-        _fail(ValueError("policy check: --explain CLIENT SERVER PORT is required for now"))
-    client, server, port = flow
     try:
-        text = policy_api.explain_flow(db, policy_file, client, server, port, proto)
+        if flow is not None:
+            client, server, port = flow
+            click.echo(policy_api.explain_flow(db, policy_file, client, server, port, proto))
+            return
+        found = policy_api.check_run(db, policy_file, run_id)
     except policy_api.PolicyError as e:
         _fail(e)
-    click.echo(text)
+    names = ["exception_id", "kind", "severity", "subject", "rule", "hipaa_ref", "title",
+             "occurrences", "first_seen", "last_seen"]  # fmt: skip
+    rows = [
+        (f.exception_id, f.kind, f.severity, f.subject, f.rule, f.hipaa_ref, f.title,
+         f.occurrences, f.first_seen, f.last_seen)
+        for f in sorted(found, key=lambda f: (f.kind, f.subject, f.rule))
+    ]  # fmt: skip
+    cols = ("kind", "severity", "subject", "rule", "hipaa_ref", "occurrences")
+    emit_rows(names, rows, fmt, cols, title="findings")
+
+
+@policy.command("suggest")
+@db_option
+@click.option("--run", "run_id", type=int, default=None, help="Only this run [all runs].")
+@click.option("-o", "--output", metavar="FILE", default="-", help="Where to write it [stdout].")
+def policy_suggest(db: str, run_id: int | None, output: str) -> None:
+    """A least-privilege policy from what the register saw, as a commented YAML file to edit
+    and adopt: a zone per subnet (named after the device class it holds), a service per
+    application, an allow rule per conversation seen, everything else denied.
+
+    Example:
+
+        medmon policy suggest -o site-policy.yaml && medmon policy lint site-policy.yaml
+    """
+    from monitor.policy import api as policy_api
+
+    text = policy_api.suggest_policy(db, run_id)
+    if output == "-":
+        click.echo(text, nl=False)
+    else:
+        try:
+            Path(output).write_text(text)
+        except OSError as e:
+            _fail(OSError(f"{output}: {(e.strerror or str(e)).lower()}"))
 
 
 @cli.command()

@@ -18,7 +18,14 @@ from monitor.policy.check import explain
 from monitor.policy.load import PolicyError, lint_policy, load_policy, shipped_policy
 from monitor.register import open_register
 
-__all__ = ["PolicyError", "explain_flow", "lint_policy_file", "policy_path"]
+__all__ = [
+    "PolicyError",
+    "check_run",
+    "explain_flow",
+    "lint_policy_file",
+    "policy_path",
+    "suggest_policy",
+]
 
 
 def policy_path(path: str | os.PathLike[str] | None) -> Path:
@@ -84,3 +91,40 @@ def _asset(reg: Any, ip: str) -> dict[str, Any] | None:
         [ip, ip],
     )
     return dict(zip(names, rows[0], strict=True)) if rows else None
+
+
+def suggest_policy(db: str, run_id: int | None = None) -> str:
+    """``medmon policy suggest``: a least-privilege policy (commented YAML) from the
+    conversations of one run, or of every run."""
+    from monitor.policy.suggest import suggest
+    from monitor.register.exceptions import baseline
+
+    with open_register(db, read_only=True) as reg:
+        services, assets = baseline(reg, run_id)
+    where = f"run {run_id} of {db}" if run_id is not None else f"every run of {db}"
+    return suggest(services, assets, source=where)
+
+
+def check_run(db: str, policy: str | os.PathLike[str] | None, run_id: int | None = None) -> list:
+    """``medmon policy check``: the findings the policy gives a run of the register (the last
+    run by default), computed without writing anything."""
+    from monitor.fingerprint.rules import load_rules
+    from monitor.policy.findings import run_findings
+    from monitor.register.exceptions import finding_inputs
+    from monitor.resources import data_dir
+
+    pol = load_policy(policy_path(policy))
+    classes = load_rules([data_dir("fingerprints")]).vocabulary.device_classes
+    with open_register(db, read_only=True) as reg:
+        if run_id is None:
+            last = reg.con.execute("SELECT max(run_id) FROM runs").fetchall()[0][0]
+            if last is None:
+                return []
+            run_id = int(last)
+        inputs = finding_inputs(reg, run_id)
+
+    def regulated(device_class: str | None) -> bool:
+        dc = classes.get(device_class or "")
+        return bool(dc is not None and dc.regulated)
+
+    return run_findings(pol, regulated=regulated, run_id=run_id, **inputs)

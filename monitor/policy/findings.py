@@ -8,7 +8,8 @@ in another run (or another flush of a live run) has the same id, so its occurren
 Kinds (and their references):
 
 - ``policy.violation``: a flow a deny rule or default decides; the rule's ``hipaa_ref``
-  (flows to broadcast, multicast or unspecified addresses are no conversations: skipped).
+  (flows to broadcast, multicast or unspecified addresses are no conversations, and only
+  TCP and UDP flows have services: the others are skipped).
 - ``ephi.cleartext``: DICOM or HL7 outside TLS between two zones, 164.312(e)(1).
 - ``tls.deprecated``: a server negotiating TLS/SSL below ``min_tls_version``, 164.312(e)(1).
 - ``smb.v1``: SMB version 1 in use, 164.308(a)(5)(ii)(B) (protection from malicious software).
@@ -132,7 +133,8 @@ def run_findings(
         times = {"first_seen": s["first_seen"], "last_seen": s["last_seen"]}
         n = int(s.get("flows") or 1)
         d = decide(policy, s, assets.get(client), assets.get(server))
-        if d.action == "deny":
+        # Rules are about services: TCP and UDP (ICMP and the rest have no port to name).
+        if d.action == "deny" and proto in ("tcp", "udp"):
             what = d.service or s.get("app") or f"{proto}/{port}"
             out.add(Finding(
                 "policy.violation", subject,

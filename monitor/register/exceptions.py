@@ -139,3 +139,27 @@ def set_zones(reg: Register, zones: Mapping[str, str | None]) -> None:
         )
     finally:
         con.unregister("_medmon_zones")
+
+
+def baseline(
+    reg: Register, run_id: int | None = None
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The conversations of one run (or of all) grouped like :func:`finding_inputs`' services,
+    and the devices by address: what ``medmon policy suggest`` builds a policy from."""
+    con = reg.con
+    where, params = ("WHERE run_id = ?", [run_id]) if run_id is not None else ("", [])
+    services = _dicts(
+        con.execute(
+            f"""
+            SELECT client_ip, server_ip, proto, server_port, app, count(*) AS flows
+            FROM flows {where} GROUP BY client_ip, server_ip, proto, server_port, app
+            """,
+            params,
+        )
+    )
+    assets: dict[str, dict[str, Any]] = {}
+    for row in _dicts(con.execute("SELECT * FROM assets")):
+        for address in row.get("addresses") or [row.get("ip")]:
+            if address:
+                assets.setdefault(address, row)
+    return services, assets

@@ -209,7 +209,7 @@ def record_signals(reg: Register, run_id: int) -> list[SignalRow]:
     for row in con.execute(
         """
         SELECT ip, modality, manufacturer, model, software_versions, station_name,
-               device_serial_number, epoch_ns(ts)
+               device_serial_number, epoch_ns(ts), sop_class_uid
         FROM dicom_devices WHERE run_id = ? AND ip IS NOT NULL
         """,
         [run_id],
@@ -224,8 +224,9 @@ def record_signals(reg: Register, run_id: int) -> list[SignalRow]:
                 (ip, None, "dicom.forwards_datasets", "true", first, last, len(rows), "dicom")
             )
             continue
-        for modality, manufacturer, model, versions, station, _serial, ts in rows:
+        for modality, manufacturer, model, versions, station, _serial, ts, sop in rows:
             facts = [
+                ("dicom.stored_sop_class", sop),  # what it sent, not what it proposed
                 ("dicom.modality", modality),
                 ("dicom.manufacturer", manufacturer),
                 ("dicom.model", model),

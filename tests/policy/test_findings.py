@@ -3,6 +3,7 @@ captures and the shipped default policy."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import duckdb
@@ -123,3 +124,36 @@ def test_an_invalid_policy_is_one_line_and_nothing_is_recorded(tmp_path: Path) -
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines and all(line.startswith(f"medmon: error: {bad}:") for line in lines)
     assert not Path(db).exists() or _rows(db, "SELECT count(*) FROM runs") == [(0,)]
+
+
+def test_a_suggested_policy_adopted_as_is_finds_no_violation(register: str, tmp_path: Path) -> None:
+    """``medmon policy suggest`` on the sample captures' register lints clean and, adopted as
+    is, makes no ``policy.violation`` in the traffic it came from (replayed again)."""
+    out = tmp_path / "suggested.yaml"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["policy", "suggest", "--db", register, "-o", str(out)])
+    assert result.exit_code == 0, result.stderr
+    text = out.read_text()
+    assert text.startswith("# Suggested by `medmon policy suggest`")
+    assert runner.invoke(cli, ["policy", "lint", str(out)]).exit_code == 0
+    policy = load_policy(out)
+    assert {z.name for z in policy.zones} >= {"net-10-20-0-0", "net-10-30-0-0"}
+    assert policy.default.same_zone == policy.default.cross_zone == "deny"
+    db = str(tmp_path / "again.duckdb")
+    api.replay([str(PCAPS)], db=db, policy=str(out))
+    assert _rows(db, "SELECT count(*) FROM exceptions WHERE kind = 'policy.violation'") == [(0,)]
+    # The suggested policy names no built-in check: the read-only check lists nothing either.
+    result = runner.invoke(
+        cli, ["policy", "check", "--db", db, "--policy", str(out), "--format", "json"]
+    )
+    assert (result.exit_code, json.loads(result.stdout)) == (0, [])
+
+
+def test_the_read_only_check_lists_what_replay_recorded(register: str) -> None:
+    result = CliRunner().invoke(
+        cli, ["policy", "check", "--db", register, "--policy", str(POLICY), "--format", "json"]
+    )
+    assert result.exit_code == 0, result.stderr
+    listed = json.loads(result.stdout)
+    recorded = _rows(register, "SELECT exception_id, occurrences FROM exceptions")
+    assert {(f["exception_id"], f["occurrences"]) for f in listed} == set(recorded)

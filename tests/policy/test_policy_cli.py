@@ -53,10 +53,10 @@ def test_lint_missing_file(tmp_path: Path) -> None:
     assert out == f"{missing}:1: cannot read: [Errno 2] No such file or directory: '{missing}'\n"
 
 
-def test_check_needs_explain_for_now(db: str) -> None:
+def test_check_without_a_register_is_one_line(db: str) -> None:
     code, out, err = run("policy", "check", "--db", db)
     assert (code, out) == (2, "")
-    assert err == "medmon: error: policy check: --explain CLIENT SERVER PORT is required for now\n"
+    assert err == f"medmon: error: {db}: no register here yet (run 'medmon replay CAPTURE' first)\n"
 
 
 @pytest.fixture(scope="module")
