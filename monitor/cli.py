@@ -532,10 +532,11 @@ def assets(db: str, fmt: str, ip: str | None, device_class: str | None, limit: i
 @cli.command()
 @db_option
 @click.option(
-    "--format", "fmt", type=click.Choice(["graphml", "gexf", "dot", "json", "svg"]),
+    "--format", "fmt", type=click.Choice(["graphml", "gexf", "dot", "json", "svg", "html"]),
     default="graphml", show_default=True,
     help="graphml or gexf (Gephi, yEd, networkx), dot (Graphviz), json (networkx "
-    "node-link), svg (drawn by Graphviz dot: needs the graphviz package).",
+    "node-link), svg (drawn by Graphviz dot: needs the graphviz package), html (one offline "
+    "file to pan, zoom and click; needs graphviz too).",
 )  # fmt: skip
 @click.option(
     "-o", "--output", metavar="FILE", required=True, help="Where to write it; - for stdout."
@@ -558,6 +559,8 @@ def graph(db: str, fmt: str, output: str, policy_file: str | None) -> None:
         medmon graph --format graphml -o site.graphml --policy policies/default.yaml
 
         medmon graph --format dot -o - | dot -Tpdf -o site.pdf
+
+        medmon graph --format html -o site.html --policy policies/default.yaml
     """
     from monitor import api_graph
 

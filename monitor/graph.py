@@ -29,6 +29,7 @@ for XML by networkx.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -41,7 +42,7 @@ from typing import IO, Any
 import networkx as nx
 
 #: The formats :func:`write_graph` writes (all of them text).
-FORMATS = ("graphml", "gexf", "dot", "json", "svg")
+FORMATS = ("graphml", "gexf", "dot", "json", "svg", "html")
 
 #: Decides a device's zone from its node row (a policy stage passes one).
 ZoneOf = Callable[[Mapping[str, Any]], str | None]
@@ -292,6 +293,128 @@ def to_svg(graph: nx.MultiDiGraph) -> str:
     return done.stdout.decode()
 
 
+# ---- HTML: one offline file, the SVG with pan, zoom and click
+
+#: The viewer's script: pan (drag), zoom (wheel, + and -), click a device or an edge for its
+#: details. Text from the network only ever goes through textContent, never innerHTML.
+_VIEWER_JS = r"""
+(function () {
+  "use strict";
+  var data = JSON.parse(document.getElementById("medmon-graph").textContent);
+  var svg = document.querySelector("#canvas svg");
+  var panel = document.getElementById("details");
+  var nodes = {}, edges = {};
+  data.nodes.forEach(function (n) { nodes[n.id] = n; });
+  data.edges.forEach(function (e) {
+    (edges[e.source + "->" + e.target] = edges[e.source + "->" + e.target] || []).push(e);
+  });
+  function show(title, rows) {
+    panel.textContent = "";
+    var h = document.createElement("h2"); h.textContent = title; panel.appendChild(h);
+    var table = document.createElement("table");
+    rows.forEach(function (r) {
+      Object.keys(r).sort().forEach(function (k) {
+        var tr = document.createElement("tr");
+        var th = document.createElement("th"); th.textContent = k;
+        var td = document.createElement("td");
+        var v = r[k]; td.textContent = Array.isArray(v) ? v.join(", ") : String(v);
+        tr.appendChild(th); tr.appendChild(td); table.appendChild(tr);
+      });
+      var sep = document.createElement("tr"); sep.className = "sep"; table.appendChild(sep);
+    });
+    panel.appendChild(table);
+  }
+  svg.querySelectorAll("g.node").forEach(function (g) {
+    var id = g.querySelector("title").textContent;
+    g.setAttribute("data-medmon-node", id);
+    g.addEventListener("click", function (ev) {
+      ev.stopPropagation(); show(id, nodes[id] ? [nodes[id]] : []);
+    });
+  });
+  var violations = 0;
+  svg.querySelectorAll("g.edge").forEach(function (g) {
+    var id = g.querySelector("title").textContent.replace("&#45;&gt;", "->");
+    var list = edges[id] || [];
+    g.setAttribute("data-medmon-edge", id);
+    if (list.some(function (e) { return e.violation; })) {
+      g.classList.add("violation"); violations += 1;
+    }
+    g.addEventListener("click", function (ev) { ev.stopPropagation(); show(id, list); });
+  });
+  document.getElementById("summary").textContent =
+    data.nodes.length + " devices, " + data.edges.length + " services, " +
+    violations + " connections with a policy violation";
+  // Pan and zoom by moving the SVG's viewBox.
+  var vb = svg.viewBox.baseVal, drag = null;
+  function zoom(f, cx, cy) {
+    var nw = vb.width * f, nh = vb.height * f;
+    vb.x = cx - (cx - vb.x) * f; vb.y = cy - (cy - vb.y) * f; vb.width = nw; vb.height = nh;
+  }
+  function point(ev) {
+    var r = svg.getBoundingClientRect();
+    return [vb.x + (ev.clientX - r.left) / r.width * vb.width,
+            vb.y + (ev.clientY - r.top) / r.height * vb.height];
+  }
+  svg.addEventListener("wheel", function (ev) {
+    ev.preventDefault(); var p = point(ev); zoom(ev.deltaY > 0 ? 1.15 : 1 / 1.15, p[0], p[1]);
+  }, {passive: false});
+  svg.addEventListener("mousedown", function (ev) { drag = [ev.clientX, ev.clientY]; });
+  window.addEventListener("mouseup", function () { drag = null; });
+  window.addEventListener("mousemove", function (ev) {
+    if (!drag) return;
+    var r = svg.getBoundingClientRect();
+    vb.x -= (ev.clientX - drag[0]) / r.width * vb.width;
+    vb.y -= (ev.clientY - drag[1]) / r.height * vb.height;
+    drag = [ev.clientX, ev.clientY];
+  });
+  document.getElementById("zoom-in").addEventListener("click", function () {
+    zoom(1 / 1.3, vb.x + vb.width / 2, vb.y + vb.height / 2); });
+  document.getElementById("zoom-out").addEventListener("click", function () {
+    zoom(1.3, vb.x + vb.width / 2, vb.y + vb.height / 2); });
+  document.body.setAttribute("data-medmon-ready", "1");
+})();
+"""
+
+_VIEWER_CSS = """
+body { margin: 0; font: 13px system-ui, sans-serif; display: flex; height: 100vh; }
+#main { flex: 1; display: flex; flex-direction: column; min-width: 0; }
+header { padding: 6px 10px; border-bottom: 1px solid #ccc; }
+#canvas { flex: 1; overflow: hidden; }
+#canvas svg { width: 100%; height: 100%; cursor: grab; }
+#details { width: 340px; overflow: auto; border-left: 1px solid #ccc; padding: 8px; }
+#details th { text-align: left; vertical-align: top; padding-right: 6px; color: #555; }
+#details tr.sep { height: 8px; }
+g.node, g.edge { cursor: pointer; }
+g.edge.violation path { stroke-width: 3px; }
+@media print { #details, button { display: none; } body { display: block; } }
+"""
+
+
+def to_html(graph: nx.MultiDiGraph, title: str = "medmon communication graph") -> str:
+    """One self-contained HTML file (no network access: the SVG, the data and the viewer are
+    inline) that a person can pan, zoom and click for each device's and service's details.
+    Needs Graphviz like :func:`to_svg`."""
+    svg = to_svg(graph)
+    svg = svg[svg.find("<svg") :]  # without the XML declaration and DOCTYPE
+    # JSON inside <script>: "<" escaped, so no value can close the element.
+    data = to_json(graph).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title>"
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">"
+        f"<style>{_VIEWER_CSS}</style></head><body>"
+        '<div id="main"><header><strong>' + html.escape(title) + "</strong> "
+        '<span id="summary"></span> <button id="zoom-in">+</button>'
+        '<button id="zoom-out">&minus;</button> drag to pan, wheel to zoom, click for '
+        "details; red: a policy violation</header>"
+        f'<div id="canvas">{svg}</div></div>'
+        '<aside id="details">Click a device or a connection.</aside>'
+        f'<script type="application/json" id="medmon-graph">{data}</script>'
+        f"<script>{_VIEWER_JS}</script></body></html>\n"
+    )
+
+
 def write_graph(graph: nx.MultiDiGraph, path: str | Path | IO[bytes], fmt: str) -> None:
     """Write ``graph`` as ``fmt`` (one of :data:`FORMATS`) to a file path or a binary file
     object. Raises :class:`GraphError` for an unknown format or a missing Graphviz."""
@@ -307,6 +430,8 @@ def write_graph(graph: nx.MultiDiGraph, path: str | Path | IO[bytes], fmt: str) 
         text = to_dot(graph)
     elif fmt == "svg":
         text = to_svg(graph)
+    elif fmt == "html":
+        text = to_html(graph)
     else:
         raise GraphError(f"{fmt}: unknown graph format (one of {', '.join(FORMATS)})")
     data = text.encode()

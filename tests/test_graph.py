@@ -21,7 +21,7 @@ from monitor.graph import FORMATS, build_graph, dot_quote, to_dot, write_graph
 from monitor.register import open_register
 from monitor.register.graph import graph_rows
 
-from conftest import PCAPS
+from conftest import PCAPS, ROOT
 
 CAPTURES = [
     PCAPS / "generic" / "http.pcap",
@@ -454,3 +454,55 @@ def test_a_policy_gives_zones_and_marks_the_denied_edges(register: str) -> None:
     code = CliRunner().invoke(cli, ["graph", "--db", register, "--format", "dot", "-o", "-",
                                     "--policy", str(policy_file)])  # fmt: skip
     assert code.exit_code == 0 and 'color="#d62728"' in code.stdout
+
+
+#: Would mark the page if a browser ran it: it must stay text.
+HOSTILE_HTML = "<img src=x onerror=\"document.body.setAttribute('data-pwned','1')\"></script>"
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path is not None:
+            return path
+    pytest.skip("headless Chromium is not installed (apt-get install chromium)")
+
+
+def test_the_html_view_renders_offline_in_a_browser_and_runs_no_injected_script(
+    register: str, tmp_path: Path
+) -> None:
+    """``medmon graph --format html``: one file, no network; opened in headless Chromium it
+    builds its view (a node per device, the violation edges marked), and a host name from the
+    network is text, never markup or script."""
+    if shutil.which("dot") is None:
+        pytest.skip("graphviz is not installed")
+    browser = _chromium()
+    db = tmp_path / "hostile.duckdb"
+    shutil.copy(register, db)
+    with open_register(db) as reg:
+        reg.con.execute("UPDATE assets SET hostname = ? WHERE ip = ?", [HOSTILE_HTML, CT_IP])
+    page = tmp_path / "graph.html"
+    policy = str(ROOT / "policies" / "default.yaml")
+    result = CliRunner().invoke(
+        cli, ["graph", "--db", str(db), "--format", "html", "-o", str(page), "--policy", policy]
+    )
+    assert result.exit_code == 0, result.stderr
+    text = page.read_text()
+    assert "http://" not in text.replace("http://www.w3.org", "")  # nothing to fetch
+    assert "https://" not in text
+    g = api_graph.build(db=str(db), policy=policy)
+    argv = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", page.as_uri()]
+    dom = subprocess.run(argv, capture_output=True, text=True, timeout=120).stdout
+    assert 'data-medmon-ready="1"' in dom
+    assert dom.count("data-medmon-node=") == g.number_of_nodes()
+    violations = sum(1 for _c, _s, a in g.edges(data=True) if a["violation"])
+    assert violations and 'class="edge violation"' in dom
+    assert 'data-pwned="1"' not in dom  # the host name's markup never ran ...
+    assert "<img" not in dom and "&lt;img src=x" in dom  # ... it is text in the drawing
+    shot = tmp_path / "graph.png"
+    subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+         "--window-size=1400,900", f"--screenshot={shot}", page.as_uri()],
+        capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000

@@ -157,3 +157,44 @@ def test_the_read_only_check_lists_what_replay_recorded(register: str) -> None:
     listed = json.loads(result.stdout)
     recorded = _rows(register, "SELECT exception_id, occurrences FROM exceptions")
     assert {(f["exception_id"], f["occurrences"]) for f in listed} == set(recorded)
+
+
+def test_unpatchable_devices_outside_isolated_zones(register: str) -> None:
+    """Orthanc (10.30.0.10) is a vendor-managed PACS in zone pacs, which the default policy
+    does not isolate; the modalities are as unpatchable but in imaging, an isolated zone."""
+    rows = dict(
+        _rows(register, "SELECT subject, rule FROM exceptions WHERE kind = 'asset.unpatchable'")
+    )
+    assert rows.get("10.30.0.10") == "unpatchable_outside_isolated_zone"
+    assert not [ip for ip in rows if ip.startswith("10.20.0.")]
+
+
+def test_new_devices_in_a_medical_zone_since_the_previous_run(tmp_path: Path) -> None:
+    db = str(tmp_path / "medmon.duckdb")
+    api.replay([str(PCAPS / "generic" / "cleartext.pcap")], db=db, policy=str(POLICY))
+    sql = "SELECT subject FROM exceptions WHERE kind = 'asset.new_in_medical_zone'"
+    assert _rows(db, sql) == []  # the first run: nothing to compare with
+    api.replay([str(PCAPS / "dicom" / "modalities.pcap")], db=db, policy=str(POLICY))
+    new = {s for (s,) in _rows(db, sql)}
+    assert {f"10.20.0.{n}" for n in range(21, 31)} <= new
+    assert "10.30.0.10" not in new  # pacs is no medical zone
+
+
+def test_a_medical_device_reaching_the_internet() -> None:
+    """No sample capture leaves the site, so this case is hand-built: a CT scanner's HTTPS
+    connection to a public address."""
+    from monitor.policy.findings import run_findings
+
+    policy = load_policy(POLICY)
+    ct = {"asset_id": "mac:02:00:0a:14:00:15", "ip": "10.20.0.21", "device_class": "ct"}
+    service = {"client_ip": "10.20.0.21", "server_ip": "93.184.216.34", "proto": "tcp",
+               "server_port": 443, "app": "tls", "vlan": None, "flows": 2,
+               "first_seen": None, "last_seen": None}  # fmt: skip
+    found = run_findings(
+        policy, services=[service], assets={"10.20.0.21": ct}, observations=[],
+        regulated=lambda c: c == "ct", previous_run=False, run_id=1,
+    )  # fmt: skip
+    internet = [f for f in found if f.kind == "device.internet"]
+    assert len(internet) == 1 and internet[0].severity == "critical"
+    assert internet[0].subject == "10.20.0.21 -> 93.184.216.34 tcp/443"
+    assert internet[0].hipaa_ref == "164.312(e)(1)" and internet[0].occurrences == 2
