@@ -999,24 +999,21 @@ def bench(
         try:
             result = live_bench(packets=packets, keep=keep, budget_s=live_budget, progress=rung)
         except BenchError as e:
-            log.error("%s", e)
-            raise click.exceptions.Exit(2) from None
-        if fmt == "json":
-            click.echo(json.dumps(result.to_dict(), indent=2))
-        else:
-            click.echo(format_live_report(result))
+            _fail(e)
+        _echo_report(result, fmt, format_live_report)
         return
     try:
         report = run_bench(
             packets=packets, keep=keep, tshark=not no_tshark, scaling=scaling, mix=mix
         )
     except BenchError as e:
-        log.error("%s", e)
-        raise click.exceptions.Exit(2) from None
-    if fmt == "json":
-        click.echo(json.dumps(report.to_dict(), indent=2))
-    else:
-        click.echo(format_report(report))
+        _fail(e)
+    _echo_report(report, fmt, format_report)
+
+
+def _echo_report(report: Any, fmt: str, as_text: Callable[[Any], str]) -> None:
+    """A benchmark report as JSON (``--format json``) or as its text table."""
+    click.echo(json.dumps(report.to_dict(), indent=2) if fmt == "json" else as_text(report))
 
 
 # ---------------------------------------------------------------- entry point
