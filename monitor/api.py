@@ -755,9 +755,7 @@ def sniff(
         # The pipe ended: asked to (stop), or tcpdump ended by itself (the interface vanished).
         failure = None
         if not stop.is_set():
-            end = time.monotonic() + 5
-            while live.running and time.monotonic() < end:
-                time.sleep(0.05)  # tcpdump closed the pipe; let it finish exiting
+            live.stop()  # tcpdump closed its pipe by itself: wait for it, then ask why
             failure = live.failure
     finally:
         busy.release()

@@ -212,6 +212,7 @@ class LiveCapture:
         self._listening = threading.Event()
         self._frames_taken = False
         self._stopping = False
+        self._pipe_ended = False  # frames() read the pipe to its end
 
     # -- life cycle --
 
@@ -358,7 +359,11 @@ class LiveCapture:
             raise LiveCaptureError(self.iface, f"capture pipe: {e.reason}") from None
         reader.path = reader.stats.path = self.iface
         self.reader = reader
-        return iter(reader)
+        return self._until_the_pipe_ends(reader)
+
+    def _until_the_pipe_ends(self, reader: CaptureReader) -> Iterator[Frame]:
+        yield from reader
+        self._pipe_ended = True
 
     def request_stats(self, wait: float = 0.0) -> CaptureStats:
         """Ask tcpdump for its counters (SIGUSR1 to our tcpdump only); return :meth:`stats`.
@@ -425,6 +430,10 @@ class LiveCapture:
                 target=_drain, args=(proc.stdout,), name="tcpdump-drain", daemon=True
             )
             self._drain_thread.start()
+        if self._pipe_ended and proc.poll() is None:
+            # tcpdump closed the pipe by itself: let it finish exiting (its failure counts).
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout)
         self.terminate()
         try:
             proc.wait(timeout)
