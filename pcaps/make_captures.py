@@ -63,6 +63,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 PREFIX = "mm-"
 ROUTER = PREFIX + "router"
@@ -143,6 +144,17 @@ HOSTS: tuple[Host, ...] = (
         "nurse-ws12",
         "nurse station PC (ISC dhclient)",
         dhcp_mac="02:dc:00:00:00:12",
+    ),
+    # generic/hostile: a modality and a DHCP client whose values from the wire are hostile
+    # (spreadsheet formulas, HTML/script); the client's host name is what it sends in DHCP.
+    Host("hostilemod", "img", "10.20.0.66", "img-hostile66", "modality with hostile DICOM values"),
+    Host(
+        "hostiledev",
+        "clin",
+        "",
+        "-2+3<b>bold</b>",
+        "device with a hostile DHCP host name; sends HL7 (busybox udhcpc, python-hl7)",
+        dhcp_mac="02:dc:00:00:06:66",
     ),
     # One host per modality of dicom/modalities (MODALITIES below): 10.20.0.21-30.
     *(
@@ -1955,7 +1967,6 @@ MODALITIES: tuple[Modality, ...] = (
 def write_modality_dataset(m: Modality, path: Path) -> None:
     """A small instance (16x16 pixels) with the modality's device attributes and the
     PHI canaries, fixed UIDs under pydicom's root (as write_datasets)."""
-    from array import array
 
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import UID, generate_uid
@@ -2001,6 +2012,14 @@ def write_modality_dataset(m: Modality, path: Path) -> None:
     if m.modality in ("DX", "MG"):
         ds.PresentationIntentType = "FOR PRESENTATION"
     ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    tiny_image(ds)
+    ds.save_as(path, enforce_file_format=True)
+
+
+def tiny_image(ds: Any) -> None:  # a pydicom Dataset (imported where used)
+    """A 16 x 16 12-bit monochrome image: enough pixel data for a valid instance."""
+    from array import array
+
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.Rows = ds.Columns = 16
@@ -2010,7 +2029,6 @@ def write_modality_dataset(m: Modality, path: Path) -> None:
     ds.PixelRepresentation = 0
     pixels = array("H", ((x * 7 + y * 13) % 4096 for y in range(16) for x in range(16)))
     ds.PixelData = pixels.tobytes()
-    ds.save_as(path, enforce_file_format=True)
 
 
 def modalities_truth() -> str:
@@ -2067,6 +2085,138 @@ def make_dicom_modalities(lab: Lab, out: Path) -> None:
     out.with_name("modalities.truth.yaml").write_text(modalities_truth())
 
 
+# -- Hostile values from the wire (generic/hostile) --------------------------------------------
+# For injection tests of medmon's exports: every value below comes from the network, so a CSV or
+# XLSX export must not turn it into a formula (a cell starting with = + - @) and an HTML report
+# must not turn it into markup or script. Each one is sent by the real program of its protocol.
+HOSTILE_DEV = HOST["hostiledev"]
+HOSTILE_AET = "@SUM(1+1)"  # calling AE title (at most 16 characters, no backslash)
+HOSTILE_MANUFACTURER = '=HYPERLINK("http://x.invalid","c")'  # (0008,0070) LO, <= 64
+HOSTILE_MODEL = "<img src=x onerror=alert(1)>"  # (0008,1090) LO
+HOSTILE_STATION = "<script>alert(1)"  # (0008,1010) SH, <= 16
+HOSTILE_SOFTWARE = "+1-2"  # (0018,1020) LO
+HOSTILE_SERIAL = "HOSTILE-SN-0066"  # (0018,1000), harmless
+# HL7 MSH-3 and MSH-4 as a receiver reads them; MSH-3 holds the field separator, which is sent
+# escaped (\F\, HL7 v2.5 section 2.7.4): the classic DDE payload of CSV injection.
+HOSTILE_HL7_APPLICATION = "=cmd|' /C calc'!A0"
+HOSTILE_HL7_FACILITY = "<script>document.body.setAttribute('data-pwned','1')</script>"
+HOSTILE_HL7 = "adt-a01-hostile"
+HOSTILE_DHCP_HOSTNAME = HOSTILE_DEV.hostname  # option 12
+HOSTILE_DHCP_VENDOR_CLASS = "<svg onload=alert(1)>"  # option 60
+
+
+def hl7_escape(value: str) -> str:
+    """A field value with HL7's delimiters escaped (HL7 v2.5 section 2.7.4), escape first."""
+    for char, escaped in (("\\", "\\E\\"), ("|", "\\F\\"), ("^", "\\S\\"), ("&", "\\T\\")):
+        value = value.replace(char, escaped)
+    return value.replace("~", "\\R\\")
+
+
+HL7_MESSAGES[HOSTILE_HL7] = hl7_message(
+    hl7_msh(
+        hl7_escape(HOSTILE_HL7_APPLICATION),
+        hl7_escape(HOSTILE_HL7_FACILITY),
+        "20240102120800",
+        "ADT^A01^ADT_A01",
+        "MSG00009",
+        "2.5",
+    ),
+    ["EVN", "A01", "20240102120800"],
+    PID,
+    ["PV1", "1", "I", "ICU^01^01"],
+)
+
+
+def write_hostile_dataset(path: Path) -> None:
+    """A small CT instance (16x16 pixels) with the hostile device attributes and the PHI
+    canaries, fixed UIDs under pydicom's root (as write_datasets)."""
+
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import UID, generate_uid
+
+    def uid(*key: str) -> UID:
+        return generate_uid(entropy_srcs=["medmon", "hostile", *key])
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UID(CT_IMAGE)
+    meta.MediaStorageSOPInstanceUID = uid("instance")
+    meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.1")
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.SOPClassUID = CT_IMAGE
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = "20240111"
+    ds.StudyTime = ds.SeriesTime = ds.ContentTime = "100000"
+    ds.AccessionNumber = "ACC2024011166"
+    ds.Modality = "CT"
+    ds.Manufacturer = HOSTILE_MANUFACTURER
+    ds.InstitutionName = "Example Hospital"
+    ds.StationName = HOSTILE_STATION
+    ds.StudyDescription = "CT test study"
+    ds.InstitutionalDepartmentName = "Radiology"
+    ds.ManufacturerModelName = HOSTILE_MODEL
+    ds.ReferringPhysicianName = ""
+    ds.PatientName = CANARY_NAME
+    ds.PatientID = CANARY_ID
+    ds.PatientBirthDate = CANARY_BIRTH_DATE
+    ds.PatientSex = "F"
+    ds.DeviceSerialNumber = HOSTILE_SERIAL
+    ds.SoftwareVersions = HOSTILE_SOFTWARE
+    ds.StudyInstanceUID = uid("study")
+    ds.SeriesInstanceUID = uid("series")
+    ds.StudyID = "1"
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = 1
+    ds.AdmissionID = CANARY_ID  # (0038,0010)
+    ds.PerformedProcedureStepID = CANARY_ID  # (0040,0253)
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    tiny_image(ds)
+    ds.save_as(path, enforce_file_format=True)
+
+
+def make_hostile(lab: Lab, out: Path) -> None:
+    """Hostile values in DHCP, HL7 and DICOM, each sent by its real client, seen on two
+    bridges (clinical: DHCP and HL7; imaging: DICOM) merged into one pcap."""
+    on_demand(lab, "dhcp-server", start_dhcp_server)
+    on_demand(lab, "mllp", start_mllp)
+    on_demand(lab, "storescp-pacs", start_storescp_pacs)
+    dataset = lab.tmp / "hostile.dcm"
+    write_hostile_dataset(dataset)
+    legs = [out.with_suffix(".clin.pcap"), out.with_suffix(".img.pcap")]
+    with (
+        lab.capture("tcpdump", ["br-clin"], legs[0]),
+        lab.capture("tcpdump", ["br-img"], legs[1]),
+    ):
+        # busybox udhcpc sends the host name (-x hostname:) and vendor class (-V) as given.
+        lab.ns_run(
+            "hostiledev",
+            ["udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "3", "-T", "3"]
+            + ["-x", f"hostname:{HOSTILE_DHCP_HOSTNAME}", "-V", HOSTILE_DHCP_VENDOR_CLASS]
+            + ["-s", "/etc/udhcpc/default.script"],
+        )
+        dev_ip = leased_ip(lab, "hostiledev")
+        # From the leased address, across zones (clinical -> servers): one ADT^A01.
+        got = helper(lab, "hostiledev", "mllp-send", HL7_SERVER, str(HL7_PORT), HOSTILE_HL7)
+        expect("ACK", got, "AA MSG00009")
+        # Imaging -> PACS, cleartext DICOM across zones: C-ECHO and one C-STORE.
+        got = helper(
+            lab,
+            "hostilemod",
+            "dicom-store-as",
+            PACS.ip,
+            str(STORESCP_PORT),
+            STORESCP_AET,
+            HOSTILE_AET,
+            str(dataset),
+        )
+        expect("pynetdicom C-ECHO, C-STORE", got, "echo 0x0000 store 0x0000")
+    if not (DHCP_RANGE[0] <= dev_ip <= DHCP_RANGE[1] and len(dev_ip) == len(DHCP_RANGE[0])):
+        raise LabError(f"hostiledev: leased {dev_ip}, outside {DHCP_RANGE}")
+    lab.run(["mergecap", "-F", "pcap", "-w", str(out), *map(str, legs)])
+    say(f"      lease: hostiledev {dev_ip}")
+
+
 # -- helper modes: run by `make_captures.py --helper ...` inside a namespace ----------------
 def helper_main(args: Sequence[str]) -> int:
     mode, *rest = args
@@ -2076,6 +2226,8 @@ def helper_main(args: Sequence[str]) -> int:
         return mllp_send(rest[0], int(rest[1]), rest[2:])
     if mode == "dicom-store":
         return dicom_store(rest[0], int(rest[1]), rest[2], rest[3:])
+    if mode == "dicom-store-as":  # as dicom-store, with the calling AE title after the called
+        return dicom_store(rest[0], int(rest[1]), rest[2], rest[4:], calling=rest[3])
     if mode == "dicom-abort":
         return dicom_abort(rest[0], int(rest[1]), rest[2])
     if mode == "dicom-modality":
@@ -2144,14 +2296,16 @@ def mllp_send(host: str, port: int, names: Sequence[str]) -> int:
     return 0
 
 
-def dicom_store(host: str, port: int, called: str, paths: Sequence[str]) -> int:
+def dicom_store(
+    host: str, port: int, called: str, paths: Sequence[str], calling: str = MOVE_DEST_AET
+) -> int:
     """pynetdicom SCU: C-ECHO, then C-STORE of each file in its own transfer syntax."""
     import pydicom
     from pynetdicom import AE
     from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
     datasets = [pydicom.dcmread(p) for p in paths]
-    ae = AE(ae_title=MOVE_DEST_AET)
+    ae = AE(ae_title=calling)
     ae.add_requested_context(Verification)
     for ds in datasets:
         ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
@@ -2542,6 +2696,47 @@ CAPTURES: tuple[Capture, ...] = (
         ),
     ),
     Capture(
+        "hostile",
+        "generic/hostile.pcap",
+        make_hostile,
+        "injection tests: hostile values (spreadsheet formulas, HTML/script) from real clients: "
+        "udhcpc host name and vendor class; python-hl7 MSH-3/MSH-4; pynetdicom calling AE "
+        "and Manufacturer/Model/StationName/SoftwareVersions (C-ECHO, C-STORE to storescp)",
+        DICOM_DECODE + HL7_DECODE,
+        facts=(
+            (
+                "dhcp",
+                "dhcp",
+                (
+                    "frame.number",
+                    "eth.src",
+                    "dhcp.option.dhcp",
+                    "dhcp.hw.mac_addr",
+                    "dhcp.ip.your",
+                    "dhcp.option.hostname",
+                    "dhcp.option.vendor_class_id",
+                ),
+            ),
+            (
+                "hl7",
+                "hl7",
+                ("frame.number", "ip.src", "ip.dst", "hl7.message.type", "hl7.event.type"),
+            ),
+            (
+                "dicom",
+                "dicom.pdu.type == 1",
+                (
+                    "frame.number",
+                    "ip.src",
+                    "ip.dst",
+                    "tcp.dstport",
+                    "dicom.assoc.ae.calling",
+                    "dicom.assoc.ae.called",
+                ),
+            ),
+        ),
+    ),
+    Capture(
         "dicom-echo-store",
         "dicom/echo-store-dcmtk-orthanc.pcap",
         make_dicom_echo_store,
@@ -2840,8 +3035,8 @@ def write_expected(out_dir: Path, versions: dict[str, str], made: Sequence[Captu
 # --------------------------------------------------------------------------------------------
 # Setup, cleanup, main.
 # --------------------------------------------------------------------------------------------
-# Generator versions that only the DICOM and HL7 captures' expected.json list (the generic
-# one stays as it was).
+# Generator versions beyond tool_versions() that a directory's expected.json lists: those of
+# the programs its captures use.
 DIR_GENERATORS: dict[str, tuple[str, ...]] = {
     "generic": (
         "samba",
@@ -2852,6 +3047,10 @@ DIR_GENERATORS: dict[str, tuple[str, ...]] = {
         "inetutils",
         "python-zeroconf",
         "ssdpy",
+        "dcmtk",  # generic/hostile: storescp, pynetdicom, pydicom, python-hl7
+        "pynetdicom",
+        "pydicom",
+        "python-hl7",
     ),
     "dicom": ("dcmtk", "orthanc", "pynetdicom", "pydicom"),
     "hl7": ("python-hl7",),
