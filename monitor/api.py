@@ -89,6 +89,7 @@ def replay(
     ports: dict[str, tuple[int, ...]] | None = None,
     site_rules: str | None = None,
     policy: str | None = None,
+    risk: str | None = None,
 ) -> ReplayResult:
     """Analyse capture files or directories (``-`` for standard input) into the register.
 
@@ -99,11 +100,14 @@ def replay(
     parser, and :class:`~monitor.register.RegisterError` when the register cannot be used.
     ``site_rules`` is a folder of site fingerprint rules (default: :func:`monitor.resources.
     site_fingerprints`); invalid rules raise :class:`InputError` before anything is read.
+    ``policy``: a segmentation policy file whose findings go to the risk register, scored by
+    the risk method ``risk`` (a file; default: the shipped ``policies/risk.yaml``).
     """
     result = ReplayResult()
     registry = parser_registry(ports or {})
     rules = fingerprint_rules(site_rules)
     segmentation = load_policy_file(policy) if policy else None
+    method = load_risk_method(risk, rules) if policy or risk else None
     files, errors = expand_paths(paths)
     result.errors.extend(errors)
     dbpath = db or default_db()
@@ -154,7 +158,7 @@ def replay(
             hashed = pool.submit(lambda: {p: file_digest(p) for p in to_hash})
             _run(
                 reg, merge, result, paths, force, progress, config, hashed, quick, registry,
-                rules, segmentation,
+                rules, segmentation, method,
             )  # fmt: skip
     return result
 
@@ -234,11 +238,12 @@ def _run(
     registry: tuple[ParserSpec, ...],
     rules: RuleSet,
     segmentation: Any = None,
+    method: Any = None,
 ) -> None:
     started = time.perf_counter()
     with RunWriter(reg) as writer:
         run_id = writer.begin(source=" ".join(paths), command="replay")
-        pipeline = Pipeline(writer, registry, rules, oui_table(), config, segmentation)
+        pipeline = Pipeline(writer, registry, rules, oui_table(), config, segmentation, method)
         try:
             pipeline.process(merge, progress)
             pipeline.end_flows()
@@ -585,6 +590,7 @@ def sniff(
     stop: threading.Event | None = None,
     reload: threading.Event | None = None,
     policy: str | None = None,
+    risk: str | None = None,
 ) -> SniffResult:
     """Capture from interface ``iface`` (a switch's mirror port) into the register until
     ``duration`` seconds have passed or ``stop`` is set (safe from a signal handler: the
@@ -609,6 +615,7 @@ def sniff(
     result = SniffResult()
     rules = fingerprint_rules(site_rules)
     segmentation = load_policy_file(policy) if policy else None
+    method = load_risk_method(risk, rules) if policy or risk else None
     registry = parser_registry({})
     dbpath = db or default_db()
     stop = stop or threading.Event()
@@ -619,7 +626,7 @@ def sniff(
         result.run_id = writer.begin(source=source, command="sniff")
         writer.commit()
     writer.attach(None)
-    pipeline = Pipeline(writer, registry, rules, oui_table(), config, segmentation)
+    pipeline = Pipeline(writer, registry, rules, oui_table(), config, segmentation, method)
     live = LiveCapture(iface, bpf=bpf, buffer_mib=buffer_mib)
     ring: PcapRing | None = None  # opened at the first frame, with its link type
     try:
@@ -636,6 +643,7 @@ def sniff(
                 rules = pipeline.rules = fingerprint_rules(site_rules)
                 if policy:
                     pipeline.policy = load_policy_file(policy)
+                    pipeline.risk = load_risk_method(risk, rules)
                 log.info("fingerprint rules%s reloaded", " and policy" if policy else "")
             except InputError as e:
                 result.warnings.append(f"rules not reloaded: {e}")
@@ -803,6 +811,22 @@ def load_policy_file(path: str) -> Any:
     try:
         return load_policy(path)
     except PolicyError as e:
+        raise InputError(str(e)) from None
+
+
+def load_risk_method(path: str | None, rules: Any = None) -> Any:
+    """The risk method that scores findings (``path``, else the shipped one), checked against
+    the device classes of ``rules`` (default: the shipped vocabulary); :class:`InputError`
+    (one ``file:LINE: ...`` line per problem) when it is invalid."""
+    from monitor.policy.scoring import DeviceClassInfo, ScoringError, load_method
+
+    classes = None
+    if rules is not None:
+        classes = {name: DeviceClassInfo(dc.category, dc.regulated)
+                   for name, dc in rules.vocabulary.device_classes.items()}  # fmt: skip
+    try:
+        return load_method(path, classes)
+    except ScoringError as e:
         raise InputError(str(e)) from None
 
 

@@ -24,6 +24,7 @@ import click
 
 from monitor import __version__, api
 from monitor.register import RegisterError
+from monitor.register.export import neutralize
 from monitor.source import CaptureError
 
 log = logging.getLogger("medmon")
@@ -141,10 +142,12 @@ def emit_rows(
 
 
 def _csv_cell(value: Any) -> Any:
-    """A CSV cell: lists and objects as JSON (not Python's repr), the rest as in JSON output."""
+    """A CSV cell: lists and objects as JSON (not Python's repr), the rest as in JSON output;
+    text a spreadsheet would run as a formula (= + - @ ...) made text with a leading quote
+    (values come from the network: :func:`monitor.register.export.neutralize`)."""
     if isinstance(value, list | tuple | dict):
         return json.dumps(value, default=_jsonable, ensure_ascii=False)
-    return _jsonable(value)
+    return neutralize(_jsonable(value))
 
 
 def _fmt_cell(value: Any, column: str) -> str:
@@ -220,6 +223,18 @@ def rules_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     )(fn)
 
 
+def risk_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--risk FILE``: the risk method that scores findings (``policies/risk.yaml``)."""
+    return click.option(
+        "--risk",
+        "risk_file",
+        metavar="FILE",
+        envvar="MEDMON_RISK",
+        default=None,
+        help="Risk scoring method (YAML) [$MEDMON_RISK, else the shipped policies/risk.yaml].",
+    )(fn)
+
+
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @db_option
@@ -249,6 +264,7 @@ def rules_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     "--fail-on", type=click.Choice(["low", "medium", "high", "critical"]), default=None,
     help="With --policy: exit 1 when the run found something this severe or worse.",
 )  # fmt: skip
+@risk_option
 def replay(
     paths: tuple[str, ...],
     db: str,
@@ -259,6 +275,7 @@ def replay(
     rules: str | None,
     policy_file: str | None,
     fail_on: str | None,
+    risk_file: str | None,
 ) -> None:
     """Analyse captures into the register.
 
@@ -288,11 +305,12 @@ def replay(
                     ports=ports,
                     site_rules=rules,
                     policy=policy_file,
+                    risk=risk_file,
                 )
         else:
             result = api.replay(
                 paths, db=db, force=force, config=config, ports=ports, site_rules=rules,
-                policy=policy_file,
+                policy=policy_file, risk=risk_file,
             )  # fmt: skip
     except api.InputError as e:
         _fail(e)
@@ -314,6 +332,8 @@ def replay(
         if policy_file:
             msg += f"; {len(result.findings):,} findings"
         _summary(msg)
+    if policy_file and result.run_id is not None:
+        _warn_overdue(db)
     if fail_on is not None:
         if not policy_file:
             raise click.UsageError("--fail-on needs --policy")
@@ -329,6 +349,19 @@ def _fail_on(findings: list[Any], threshold: str) -> None:
         kinds = ", ".join(sorted({f.kind for f in bad}))
         log.warning("%d findings of severity %s or worse (%s)", len(bad), threshold, kinds)
         raise click.exceptions.Exit(1)
+
+
+def _warn_overdue(db: str) -> None:
+    """Warn about accepted or mitigated exceptions whose review date has passed."""
+    from monitor import api_register
+
+    _names, rows = api_register.list_exceptions(db=db, overdue=True)
+    if rows:
+        log.warning(
+            "%d accepted or mitigated exceptions are past their review date "
+            "(medmon register list --overdue)",
+            len(rows),
+        )
 
 
 def _summary(msg: str) -> None:
@@ -651,6 +684,7 @@ def lint(dirs: tuple[str, ...]) -> None:
     "--policy", "policy_file", metavar="FILE", default=None,
     help="Check against this segmentation policy at each flush (SIGHUP reloads it).",
 )  # fmt: skip
+@risk_option
 @click.option("--quiet", "-q", is_flag=True, help="No live status and no summary.")
 def sniff(
     iface: str | None,
@@ -664,6 +698,7 @@ def sniff(
     check: str | None,
     rules: str | None,
     policy_file: str | None,
+    risk_file: str | None,
     quiet: bool,
 ) -> None:
     """Capture live from a mirror (SPAN) port into the register. Receive only: medmon never
@@ -719,7 +754,7 @@ def sniff(
         kwargs: dict[str, Any] = {
             "db": db, "bpf": bpf, "duration": duration, "flush_every": flush_every,
             "site_rules": rules, "keep_pcap": keep_pcap, "keep_minutes": keep_minutes,
-            "buffer_mib": buffer_mib, "policy": policy_file,
+            "buffer_mib": buffer_mib, "policy": policy_file, "risk": risk_file,
             "on_flush": flushed, "stop": stop, "reload": reload,
         }  # fmt: skip
         if progress_ctx is not None:
@@ -1017,6 +1052,13 @@ def _echo_report(report: Any, fmt: str, as_text: Callable[[Any], str]) -> None:
 
 
 # ---------------------------------------------------------------- entry point
+
+
+# The risk manager's commands live in their own module (click only, like this one).
+from monitor.cli_register import register, report  # noqa: E402
+
+cli.add_command(register)
+cli.add_command(report)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -30,6 +30,7 @@ from monitor.parsers import DATAGRAM_REGISTRY, ParserSpec
 from monitor.policy.check import zone_of
 from monitor.policy.findings import Finding, run_findings
 from monitor.policy.model import Policy
+from monitor.policy.scoring import DeviceClassInfo, RiskMethod, load_method, score_findings
 from monitor.register.exceptions import finding_inputs, record_findings, set_zones
 from monitor.register.ingest import RunWriter, label_dicom_tls
 from monitor.register.inventory import InventoryResult, update_inventory
@@ -61,10 +62,13 @@ class Pipeline:
         oui: OuiTable | None,
         config: FlowConfig | None = None,
         policy: Policy | None = None,
+        risk: RiskMethod | None = None,
     ) -> None:
         self.writer = writer
         #: The segmentation policy: its findings go to the risk register at each write.
         self.policy = policy
+        #: The risk method that scores the findings (the shipped one when None).
+        self.risk = risk
         #: The findings of the last write (all of the run so far).
         self.findings: list[Finding] = []
         self.run_id = writer.run_id
@@ -147,6 +151,11 @@ class Pipeline:
             counts[name] = counts.get(name, 0) + n
         return counts
 
+    def class_info(self) -> dict[str, DeviceClassInfo]:
+        """The rules' device classes as risk scoring sees them (category, regulated)."""
+        return {name: DeviceClassInfo(dc.category, dc.regulated)
+                for name, dc in self.rules.vocabulary.device_classes.items()}  # fmt: skip
+
     def _check_policy(self) -> None:
         """The run's findings into ``exceptions``, and every device's zone into ``assets``."""
         policy = self.policy
@@ -160,6 +169,9 @@ class Pipeline:
 
         inputs = finding_inputs(reg, self.run_id)
         self.findings = run_findings(policy, regulated=regulated, run_id=self.run_id, **inputs)
+        if self.risk is None:
+            self.risk = load_method(classes=self.class_info())
+        score_findings(self.findings, self.risk, self.class_info())
         record_findings(reg, self.run_id, self.findings)
         zones = {
             a["asset_id"]: zone_of(policy, a["ip"], a.get("vlan"), a)

@@ -286,6 +286,12 @@ class RiskException:
     first_run: int = col("BIGINT", "run that first showed it")
     last_run: int = col("BIGINT", "run that last showed it")
     last_run_count: int = col("BIGINT", "occurrences the last run added")
+    risk_level: str = col("VARCHAR", "the risk's level by the risk method: low ... critical")
+    risk_factors: str = col(
+        "JSON", "what the score came from: the factors, each term's points, the method file"
+    )
+    status_changed_at: Any = col("TIMESTAMPTZ", "wall-clock time the status last changed")
+    created_at: Any = col("TIMESTAMPTZ", "wall-clock time medmon first recorded it")
 
 
 @dataclass
@@ -299,6 +305,10 @@ class ExceptionHistory:
     old: str = col("VARCHAR", "old value")
     new: str = col("VARCHAR", "new value")
     comment: str = col("VARCHAR", "why")
+    seq: int = col("BIGINT", "1, 2, ... in the order the entries were written (all exceptions)")
+    run_id: int = col("BIGINT", "the run that made the change (NULL: a person's verb)")
+    prev_hash: str = col("VARCHAR", "hash of the entry before (seq - 1): the chain")
+    hash: str = col("VARCHAR", "SHA-256 of this entry and prev_hash (medmon register verify)")
 
 
 #: Register tables in creation order: (table name, record type).

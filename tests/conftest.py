@@ -81,3 +81,23 @@ def expected(capture: str) -> dict:
 
     data = json.loads((PCAPS / "generic" / "expected.json").read_text())
     return data["captures"][capture]
+
+
+def db_rows(db: str, sql: str, params: list | None = None) -> list[tuple]:
+    """The rows of a read query on the register file ``db`` (opened read-only, then closed)."""
+    import duckdb
+
+    con = duckdb.connect(db, read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def chromium() -> str:
+    """Headless Chromium's program (the test skips when it is not installed)."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path is not None:
+            return path
+    pytest.skip("headless Chromium is not installed (apt-get install chromium)")

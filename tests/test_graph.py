@@ -21,7 +21,7 @@ from monitor.graph import FORMATS, build_graph, dot_quote, to_dot, write_graph
 from monitor.register import open_register
 from monitor.register.graph import graph_rows
 
-from conftest import PCAPS, ROOT
+from conftest import PCAPS, ROOT, chromium
 
 CAPTURES = [
     PCAPS / "generic" / "http.pcap",
@@ -460,14 +460,6 @@ def test_a_policy_gives_zones_and_marks_the_denied_edges(register: str) -> None:
 HOSTILE_HTML = "<img src=x onerror=\"document.body.setAttribute('data-pwned','1')\"></script>"
 
 
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path is not None:
-            return path
-    pytest.skip("headless Chromium is not installed (apt-get install chromium)")
-
-
 def test_the_html_view_renders_offline_in_a_browser_and_runs_no_injected_script(
     register: str, tmp_path: Path
 ) -> None:
@@ -476,7 +468,7 @@ def test_the_html_view_renders_offline_in_a_browser_and_runs_no_injected_script(
     network is text, never markup or script."""
     if shutil.which("dot") is None:
         pytest.skip("graphviz is not installed")
-    browser = _chromium()
+    browser = chromium()
     db = tmp_path / "hostile.duckdb"
     shutil.copy(register, db)
     with open_register(db) as reg:

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -49,6 +50,15 @@ def test_a_wheel_ships_and_finds_the_fingerprint_database(tmp_path: Path) -> Non
         [sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120
     )
     python = venv / "bin" / "python"
+    # The wheel's dependencies are this environment's: after the venv's own packages (so the
+    # wheel's monitor wins), the running interpreter's site-packages (not processed for
+    # .pth files, so an editable checkout of monitor stays out).
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.strip()  # fmt: skip
+    outer = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (Path(site) / "_medmon_test_deps.pth").write_text("\n".join(sorted(outer)) + "\n")
     subprocess.run(
         [str(python), "-m", "pip", "install", "-q", "--no-deps", str(wheel)],
         check=True, capture_output=True, timeout=300,
@@ -66,3 +76,17 @@ def test_a_wheel_ships_and_finds_the_fingerprint_database(tmp_path: Path) -> Non
         cwd=elsewhere, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert (lint.returncode, lint.stdout) == (0, "")
+    assert {"monitor/templates/report.html.j2", "monitor/data/policies/risk.yaml"} <= names
+    # The risk register's commands find their templates and risk method in the wheel.
+    medmon = str(venv / "bin" / "medmon")
+    db = str(tmp_path / "w.duckdb")
+    capture = str(ROOT / "pcaps" / "generic" / "smb.pcap")
+    policy = str(ROOT / "policies" / "default.yaml")
+    for argv in (["replay", capture, "--db", db, "--policy", policy, "-q"],
+                 ["report", "--db", db, "-o", str(tmp_path / "r.html")],
+                 ["register", "export", "--db", db, "--format", "xlsx",
+                  "-o", str(tmp_path / "r.xlsx")]):  # fmt: skip
+        run = subprocess.run([medmon, *argv], cwd=elsewhere, capture_output=True, text=True,
+                             timeout=300)  # fmt: skip
+        assert run.returncode == 0, run.stderr
+    assert "smb.v1" in (tmp_path / "r.html").read_text()

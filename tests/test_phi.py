@@ -20,6 +20,8 @@ from monitor.records import TABLES
 
 from conftest import PCAPS
 
+POLICY = Path(__file__).resolve().parents[1] / "policies" / "default.yaml"
+
 CANARIES = ("CANARY^PHI", "CANARY%5EPHI", "PHI-CANARY-0001", "19000101")
 
 
@@ -39,8 +41,9 @@ def test_no_canary_reaches_register_logs_or_exports(tmp_path: Path) -> None:
     runner = CliRunner()
     outputs: list[str] = []
     result = runner.invoke(
-        cli, ["--log-format", "json", "--debug", "replay", str(PCAPS), "--db", db]
-    )
+        cli, ["--log-format", "json", "--debug", "replay", str(PCAPS), "--db", db,
+              "--policy", str(POLICY)],
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     outputs += [result.stdout, result.stderr]
     for command in ("flows", "runs", "assets", "dicom", "hl7"):
@@ -57,6 +60,34 @@ def test_no_canary_reaches_register_logs_or_exports(tmp_path: Path) -> None:
         assert r.exit_code == 0, r.output
         outputs.append(r.stdout)
     assert json.loads(runner.invoke(cli, ["flows", "--db", db, "--format", "json"]).stdout)
+    # The risk register: its listing, every exception shown, every export, the audit report.
+    for fmt in ("table", "json", "csv"):
+        r = runner.invoke(cli, ["register", "list", "--db", db, "--format", fmt])
+        assert r.exit_code == 0, r.output
+        outputs += [r.stdout, r.stderr]
+    listed = runner.invoke(cli, ["register", "list", "--db", db, "--format", "json"]).stdout
+    ids = [e["exception_id"] for e in json.loads(listed)]
+    assert ids
+    for eid in ids:
+        r = runner.invoke(cli, ["register", "show", eid, "--db", db, "--format", "json"])
+        assert r.exit_code == 0, r.output
+        outputs.append(r.stdout)
+    files = [tmp_path / f"register.{fmt}" for fmt in ("csv", "json", "parquet", "xlsx", "html")]
+    files.append(tmp_path / "report.html")
+    for path in files[:-1]:
+        r = runner.invoke(cli, ["register", "export", "--db", db, "--format", path.suffix[1:],
+                                "-o", str(path)])  # fmt: skip
+        assert r.exit_code == 0, r.output
+    r = runner.invoke(cli, ["report", "--db", db, "-o", str(files[-1]), "--policy", str(POLICY)])
+    assert r.exit_code == 0, r.output
+    for path in files:
+        blob = path.read_bytes()
+        if path.suffix == ".xlsx":  # a zip: read the sheets' XML
+            import zipfile
+
+            with zipfile.ZipFile(path) as z:
+                blob = b"".join(z.read(n) for n in z.namelist())
+        assert len(blob) > 1000 and not _contains_canary(blob), path
     for text in outputs:
         assert not _contains_canary(text.encode())
     # Every value of every table, as text.

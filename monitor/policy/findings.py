@@ -59,6 +59,13 @@ class Finding:
     occurrences: int = 1
     rule: str = ""  #: the policy rule or check that made it
     evidence: dict[str, Any] = field(default_factory=dict)
+    #: What scoring reads (:data:`monitor.policy.scoring.FACTORS`): device classes, exposure.
+    factors: dict[str, Any] = field(default_factory=dict)
+    likelihood: int | None = None  #: set by :func:`score_findings`
+    impact: int | None = None
+    risk: int | None = None
+    risk_level: str | None = None
+    risk_terms: dict[str, Any] = field(default_factory=dict)
 
     @property
     def exception_id(self) -> str:
@@ -125,6 +132,26 @@ def run_findings(
             z = zone_cache[ip] = zone_of(policy, ip, vlan, assets.get(ip))
         return z
 
+    external = _external(policy)
+
+    def factors(
+        devices: Iterable[Mapping[str, Any] | None],
+        zones: Iterable[str],
+        app: str | None = None,
+        cross_zone: bool = False,
+    ) -> dict[str, Any]:
+        """A finding's scoring factors (:data:`monitor.policy.scoring.FACTORS`)."""
+        present = [d for d in devices if d]
+        return {
+            "device_classes": sorted({str(d["device_class"]) for d in present
+                                      if d.get("device_class")}),
+            "unpatchable": any(d.get("patchable") is False for d in present),
+            "internet": external is not None and external in zones,
+            "cross_zone": cross_zone,
+            "ephi_cleartext": app in ("dicom", "hl7"),
+            "cleartext_auth": app in ("telnet", "ftp", "http-basic"),
+        }  # fmt: skip
+
     for s in services:
         client, server, proto, port = s["client_ip"], s["server_ip"], s["proto"], s["server_port"]
         if not (is_device_ip(client) and is_device_ip(server)):
@@ -133,6 +160,10 @@ def run_findings(
         times = {"first_seen": s["first_seen"], "last_seen": s["last_seen"]}
         n = int(s.get("flows") or 1)
         d = decide(policy, s, assets.get(client), assets.get(server))
+        flow_factors = factors(
+            (assets.get(client), assets.get(server)), (d.client_zone, d.server_zone),
+            s.get("app"), d.client_zone != d.server_zone,
+        )  # fmt: skip
         # Rules are about services: TCP and UDP (ICMP and the rest have no port to name).
         if d.action == "deny" and proto in ("tcp", "udp"):
             what = d.service or s.get("app") or f"{proto}/{port}"
@@ -141,7 +172,8 @@ def run_findings(
                 f"{what} from {d.client_zone} to {d.server_zone}: {d.why}",
                 d.hipaa_ref, d.severity or "medium", occurrences=n, rule=d.rule_id,
                 evidence={"client_zone": d.client_zone, "server_zone": d.server_zone,
-                          "service": d.service, "app": s.get("app")}, **times,
+                          "service": d.service, "app": s.get("app")},
+                factors=flow_factors, **times,
             ))  # fmt: skip
         app = s.get("app")
         sev = checks.severity("cleartext_ephi_across_zones")
@@ -150,24 +182,24 @@ def run_findings(
                 "ephi.cleartext", subject,
                 f"{app.upper()} without TLS from {d.client_zone} to {d.server_zone}",
                 HIPAA_TRANSMISSION, sev, occurrences=n, rule="cleartext_ephi_across_zones",
-                evidence={"app": app}, **times,
+                evidence={"app": app}, factors=flow_factors, **times,
             ))  # fmt: skip
         sev = checks.severity("cleartext_auth")
         if sev and app in ("telnet", "ftp"):
             out.add(Finding(
                 "auth.cleartext", subject, f"{app.capitalize()} logins cross the network in clear",
                 HIPAA_AUTHENTICATION, sev, occurrences=n, rule="cleartext_auth",
-                evidence={"app": app}, **times,
+                evidence={"app": app}, factors=flow_factors, **times,
             ))  # fmt: skip
         sev = checks.severity("medical_device_internet")
         client_asset = assets.get(client) or {}
-        external = _external(policy)
         if sev and regulated(client_asset.get("device_class")) and zone(server) == external:
             out.add(Finding(
                 "device.internet", subject,
                 f"{client_asset.get('device_class')} device talks to the internet",
                 HIPAA_TRANSMISSION, sev, occurrences=n, rule="medical_device_internet",
-                evidence={"device_class": client_asset.get("device_class")}, **times,
+                evidence={"device_class": client_asset.get("device_class")},
+                factors=flow_factors, **times,
             ))  # fmt: skip
 
     minimum = f"TLS {checks.min_tls_version}"
@@ -175,24 +207,27 @@ def run_findings(
         kind, value, ip = o["kind"], o["value"], o["ip"]
         times = {"first_seen": o["ts"], "last_seen": o["last_ts"]}
         n = int(o.get("count") or 1)
+        host_factors = factors(
+            [assets.get(ip)], [zone(ip)], "http-basic" if kind == "http.basic_auth" else None
+        )
         if kind == "tls.version" and value in TLS_ORDER and minimum in TLS_ORDER:
             sev = checks.severity("weak_tls")
             if sev and TLS_ORDER.index(value) < TLS_ORDER.index(minimum):
                 out.add(Finding(
                     "tls.deprecated", ip, f"{ip} negotiates {value} (the minimum is {minimum})",
                     HIPAA_TRANSMISSION, sev, occurrences=n, rule="weak_tls",
-                    evidence={"version": value}, **times,
+                    evidence={"version": value}, factors=host_factors, **times,
                 ))  # fmt: skip
         elif kind == "smb.version1" and (sev := checks.severity("smbv1")):
             out.add(Finding(
                 "smb.v1", ip, f"{ip} uses SMB version 1", HIPAA_MALWARE, sev, occurrences=n,
-                rule="smbv1", **times,
+                rule="smbv1", factors=host_factors, **times,
             ))  # fmt: skip
         elif kind == "http.basic_auth" and (sev := checks.severity("cleartext_auth")):
             out.add(Finding(
                 "auth.cleartext", ip, f"HTTP Basic authentication in clear text with {ip}",
                 HIPAA_AUTHENTICATION, sev, occurrences=n, rule="cleartext_auth",
-                evidence={"app": "http"}, **times,
+                evidence={"app": "http"}, factors=host_factors, **times,
             ))  # fmt: skip
         elif kind == "snmp.default_community" and (
             sev := checks.severity("snmp_default_community")
@@ -200,7 +235,7 @@ def run_findings(
             out.add(Finding(
                 "snmp.default_community", ip, f"{ip} uses SNMP's default community {value!r}",
                 HIPAA_AUTHENTICATION, sev, occurrences=n, rule="snmp_default_community",
-                evidence={"community": value}, **times,
+                evidence={"community": value}, factors=host_factors, **times,
             ))  # fmt: skip
 
     isolated = set(checks.isolated_zones)
@@ -214,6 +249,7 @@ def run_findings(
         z = zone(a.get("ip"), a.get("vlan"))
         times = {"first_seen": a.get("first_seen"), "last_seen": a.get("last_seen")}
         subject = a.get("ip") or aid
+        asset_factors = factors([a], [z])
         sev = checks.severity("unpatchable_outside_isolated_zone")
         if sev and a.get("patchable") is False and z not in isolated:
             out.add(Finding(
@@ -221,14 +257,14 @@ def run_findings(
                 f"unpatchable {a.get('device_class') or 'device'} in zone {z}, not an isolated "
                 f"one: {a.get('patchable_reason')}", HIPAA_RISK, sev,
                 rule="unpatchable_outside_isolated_zone",
-                evidence={"zone": z, "asset_id": aid}, **times,
+                evidence={"zone": z, "asset_id": aid}, factors=asset_factors, **times,
             ))  # fmt: skip
         sev = checks.severity("new_device_in_medical_zone")
         if sev and previous_run and a.get("first_run") == run_id and z in medical:
             out.add(Finding(
                 "asset.new_in_medical_zone", subject, f"new device in medical zone {z}",
                 HIPAA_DEVICES, sev, rule="new_device_in_medical_zone",
-                evidence={"zone": z, "asset_id": aid}, **times,
+                evidence={"zone": z, "asset_id": aid}, factors=asset_factors, **times,
             ))  # fmt: skip
     return list(out.found.values())
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
 
 from monitor.policy.findings import Finding
+from monitor.register.lifecycle import MEDMON, Change, append_history, reopen_seen_again
 from monitor.register.schema import Register
 
 #: Observation kinds the built-in checks read.
@@ -76,23 +78,39 @@ def record_findings(reg: Register, run_id: int, findings: Sequence[Finding]) -> 
         return 0
     con = reg.con
     names = ["exception_id", "kind", "subject", "title", "hipaa_ref", "severity", "rule",
-             "evidence", "first_seen", "last_seen", "occurrences"]  # fmt: skip
-    types = [pa.string()] * 8 + [_TS, _TS, pa.int64()]
+             "evidence", "risk_level", "risk_factors", "first_seen", "last_seen", "occurrences",
+             "likelihood", "impact", "risk"]  # fmt: skip
+    types = [pa.string()] * 10 + [_TS, _TS, pa.int64(), pa.int32(), pa.int32(), pa.int32()]
     rows = [
         (f.exception_id, f.kind, f.subject, f.title, f.hipaa_ref, f.severity, f.rule,
-         json.dumps(f.evidence, sort_keys=True, default=str), f.first_seen, f.last_seen,
-         f.occurrences)
+         json.dumps(f.evidence, sort_keys=True, default=str), f.risk_level,
+         json.dumps({"factors": f.factors, **f.risk_terms}, sort_keys=True, default=str)
+         if f.risk_terms else None, f.first_seen, f.last_seen, f.occurrences,
+         f.likelihood, f.impact, f.risk)
         for f in findings
     ]  # fmt: skip
+    now = datetime.now(UTC)
     cols = list(zip(*rows, strict=True))
     table = pa.Table.from_arrays(
         [pa.array(list(c), type=t) for c, t in zip(cols, types, strict=True)], names=names
     )
     con.register("_medmon_findings", table)
     try:
-        new = con.execute(
-            "SELECT count(*) FROM _medmon_findings f ANTI JOIN exceptions e USING (exception_id)"
-        ).fetchall()[0][0]
+        new_ids = [
+            r[0]
+            for r in con.execute(
+                "SELECT exception_id FROM _medmon_findings f "
+                "ANTI JOIN exceptions e USING (exception_id) ORDER BY exception_id"
+            ).fetchall()
+        ]
+        rescored = con.execute(
+            """
+            SELECT e.exception_id, e.risk, f.risk FROM exceptions e
+            JOIN _medmon_findings f USING (exception_id)
+            WHERE f.risk IS NOT NULL AND e.risk IS DISTINCT FROM f.risk
+            ORDER BY e.exception_id
+            """
+        ).fetchall()
         con.execute(
             f"""
             UPDATE exceptions e SET
@@ -102,7 +120,11 @@ def record_findings(reg: Register, run_id: int, findings: Sequence[Finding]) -> 
                     THEN e.occurrences - coalesce(e.last_run_count, 0) + f.occurrences
                     ELSE e.occurrences + f.occurrences END,
                 last_run = {int(run_id)}, last_run_count = f.occurrences,
-                title = f.title, evidence = f.evidence
+                title = f.title, evidence = f.evidence,
+                likelihood = coalesce(f.likelihood, e.likelihood),
+                impact = coalesce(f.impact, e.impact), risk = coalesce(f.risk, e.risk),
+                risk_level = coalesce(f.risk_level, e.risk_level),
+                risk_factors = coalesce(f.risk_factors, e.risk_factors)
             FROM _medmon_findings f WHERE e.exception_id = f.exception_id
             """
         )
@@ -110,16 +132,27 @@ def record_findings(reg: Register, run_id: int, findings: Sequence[Finding]) -> 
             f"""
             INSERT INTO exceptions (exception_id, kind, subject, title, hipaa_ref, severity,
                 rule, evidence, first_seen, last_seen, occurrences, status, first_run,
-                last_run, last_run_count)
+                last_run, last_run_count, likelihood, impact, risk, risk_level, risk_factors,
+                status_changed_at, created_at)
             SELECT exception_id, kind, subject, title, hipaa_ref, severity, rule, evidence,
                 first_seen, last_seen, occurrences, 'open', {int(run_id)}, {int(run_id)},
-                occurrences
+                occurrences, likelihood, impact, risk, risk_level, risk_factors, $now, $now
             FROM _medmon_findings f ANTI JOIN exceptions e USING (exception_id)
-            """
+            """,
+            {"now": now},
         )
+        reopen_seen_again(reg, run_id, "_medmon_findings")
     finally:
         con.unregister("_medmon_findings")
-    return int(new)
+    append_history(
+        reg,
+        [Change(eid, "status", None, "open", f"found by run {run_id}", MEDMON, run_id)
+         for eid in new_ids]
+        + [Change(eid, "risk", old, new, f"rescored by run {run_id}", MEDMON, run_id)
+           for eid, old, new in rescored],
+        now,
+    )  # fmt: skip
+    return len(new_ids)
 
 
 def set_zones(reg: Register, zones: Mapping[str, str | None]) -> None:

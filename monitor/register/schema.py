@@ -56,10 +56,10 @@ class Register:
 
     def schema_version(self) -> int:
         """The schema version recorded in the file."""
-        row = self.con.execute(
+        rows = self.con.execute(
             "SELECT value FROM _medmon_meta WHERE key = 'schema_version'"
-        ).fetchone()
-        return int(row[0]) if row else 0
+        ).fetchall()
+        return int(rows[0][0]) if rows else 0
 
 
 def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:

@@ -16,17 +16,11 @@ from monitor.fingerprint.identity import is_device_ip
 from monitor.policy import decide, load_policy
 from monitor.resources import data_dir
 
+from conftest import db_rows
+
 ROOT = Path(__file__).resolve().parents[2]
 PCAPS = ROOT / "pcaps"
 POLICY = data_dir("policies") / "default.yaml"
-
-
-def _rows(db: str, sql: str, params: list | None = None) -> list[tuple]:
-    con = duckdb.connect(db, read_only=True)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +32,9 @@ def register(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def test_every_denied_flow_is_a_finding_and_no_allowed_flow_is(register: str) -> None:
     policy = load_policy(POLICY)
-    rows = _rows(register, "SELECT asset_id, ip, device_class, vlan FROM assets")
+    rows = db_rows(register, "SELECT asset_id, ip, device_class, vlan FROM assets")
     assets = {ip: {"device_class": dc, "vlan": vlan, "asset_id": aid} for aid, ip, dc, vlan in rows}
-    flows = _rows(
+    flows = db_rows(
         register,
         "SELECT DISTINCT client_ip, server_ip, proto, server_port, app FROM flows",
     )
@@ -54,7 +48,7 @@ def test_every_denied_flow_is_a_finding_and_no_allowed_flow_is(register: str) ->
         subject = f"{client} -> {server} {proto}/{port}"
         (denied if d.action == "deny" else allowed).add((subject, d.rule_id))
     found = set(
-        _rows(register, "SELECT subject, rule FROM exceptions WHERE kind = 'policy.violation'")
+        db_rows(register, "SELECT subject, rule FROM exceptions WHERE kind = 'policy.violation'")
     )
     assert denied and allowed
     assert found == denied
@@ -62,7 +56,7 @@ def test_every_denied_flow_is_a_finding_and_no_allowed_flow_is(register: str) ->
 
 
 def test_the_built_in_checks_find_what_the_captures_hold(register: str) -> None:
-    rows = set(_rows(register, "SELECT kind, subject, severity, hipaa_ref FROM exceptions"))
+    rows = set(db_rows(register, "SELECT kind, subject, severity, hipaa_ref FROM exceptions"))
     # openssl s_server negotiated TLS 1.0 and 1.1 (pcaps/generic/tls-legacy.pcap, tls.pcap).
     assert ("tls.deprecated", "10.30.0.80", "medium", "164.312(e)(1)") in rows
     assert ("tls.deprecated", "10.10.0.80", "medium", "164.312(e)(1)") in rows
@@ -76,9 +70,9 @@ def test_the_built_in_checks_find_what_the_captures_hold(register: str) -> None:
     # The modalities store DICOM in clear text across zones (imaging -> pacs).
     assert ("ephi.cleartext", "10.20.0.21 -> 10.30.0.10 tcp/4242", "high", "164.312(e)(1)") in rows
     # The site community of snmp.pcap is never recorded.
-    assert not _rows(register, "SELECT * FROM exceptions WHERE evidence LIKE '%h0sp1tal%'")
+    assert not db_rows(register, "SELECT * FROM exceptions WHERE evidence LIKE '%h0sp1tal%'")
     # Every device got its zone.
-    zones = dict(_rows(register, "SELECT ip, zone FROM assets"))
+    zones = dict(db_rows(register, "SELECT ip, zone FROM assets"))
     assert zones["10.20.0.21"] == "imaging" and zones["10.30.0.10"] == "pacs"
 
 
@@ -86,15 +80,15 @@ def test_ids_are_stable_and_decisions_stay(register: str, tmp_path: Path) -> Non
     db = str(tmp_path / "medmon.duckdb")
     capture = str(PCAPS / "generic" / "cleartext.pcap")
     api.replay([capture], db=db, policy=str(POLICY))
-    first = dict(_rows(db, "SELECT exception_id, occurrences FROM exceptions"))
+    first = dict(db_rows(db, "SELECT exception_id, occurrences FROM exceptions"))
     con = duckdb.connect(db)
     con.execute("UPDATE exceptions SET status = 'accepted', owner = 'biomed'")
     con.close()
     api.replay([capture], db=db, policy=str(POLICY), force=True)
-    second = dict(_rows(db, "SELECT exception_id, occurrences FROM exceptions"))
+    second = dict(db_rows(db, "SELECT exception_id, occurrences FROM exceptions"))
     assert set(second) == set(first)
     assert all(second[k] == 2 * first[k] for k in first)
-    assert set(_rows(db, "SELECT status, owner FROM exceptions")) == {("accepted", "biomed")}
+    assert set(db_rows(db, "SELECT status, owner FROM exceptions")) == {("accepted", "biomed")}
 
 
 def test_fail_on_exits_1_at_or_above_the_threshold(tmp_path: Path) -> None:
@@ -123,7 +117,7 @@ def test_an_invalid_policy_is_one_line_and_nothing_is_recorded(tmp_path: Path) -
     assert result.exit_code == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines and all(line.startswith(f"medmon: error: {bad}:") for line in lines)
-    assert not Path(db).exists() or _rows(db, "SELECT count(*) FROM runs") == [(0,)]
+    assert not Path(db).exists() or db_rows(db, "SELECT count(*) FROM runs") == [(0,)]
 
 
 def test_a_suggested_policy_adopted_as_is_finds_no_violation(register: str, tmp_path: Path) -> None:
@@ -141,7 +135,7 @@ def test_a_suggested_policy_adopted_as_is_finds_no_violation(register: str, tmp_
     assert policy.default.same_zone == policy.default.cross_zone == "deny"
     db = str(tmp_path / "again.duckdb")
     api.replay([str(PCAPS)], db=db, policy=str(out))
-    assert _rows(db, "SELECT count(*) FROM exceptions WHERE kind = 'policy.violation'") == [(0,)]
+    assert db_rows(db, "SELECT count(*) FROM exceptions WHERE kind = 'policy.violation'") == [(0,)]
     # The suggested policy names no built-in check: the read-only check lists nothing either.
     result = runner.invoke(
         cli, ["policy", "check", "--db", db, "--policy", str(out), "--format", "json"]
@@ -155,7 +149,7 @@ def test_the_read_only_check_lists_what_replay_recorded(register: str) -> None:
     )
     assert result.exit_code == 0, result.stderr
     listed = json.loads(result.stdout)
-    recorded = _rows(register, "SELECT exception_id, occurrences FROM exceptions")
+    recorded = db_rows(register, "SELECT exception_id, occurrences FROM exceptions")
     assert {(f["exception_id"], f["occurrences"]) for f in listed} == set(recorded)
 
 
@@ -163,7 +157,7 @@ def test_unpatchable_devices_outside_isolated_zones(register: str) -> None:
     """Orthanc (10.30.0.10) is a vendor-managed PACS in zone pacs, which the default policy
     does not isolate; the modalities are as unpatchable but in imaging, an isolated zone."""
     rows = dict(
-        _rows(register, "SELECT subject, rule FROM exceptions WHERE kind = 'asset.unpatchable'")
+        db_rows(register, "SELECT subject, rule FROM exceptions WHERE kind = 'asset.unpatchable'")
     )
     assert rows.get("10.30.0.10") == "unpatchable_outside_isolated_zone"
     assert not [ip for ip in rows if ip.startswith("10.20.0.")]
@@ -173,9 +167,9 @@ def test_new_devices_in_a_medical_zone_since_the_previous_run(tmp_path: Path) ->
     db = str(tmp_path / "medmon.duckdb")
     api.replay([str(PCAPS / "generic" / "cleartext.pcap")], db=db, policy=str(POLICY))
     sql = "SELECT subject FROM exceptions WHERE kind = 'asset.new_in_medical_zone'"
-    assert _rows(db, sql) == []  # the first run: nothing to compare with
+    assert db_rows(db, sql) == []  # the first run: nothing to compare with
     api.replay([str(PCAPS / "dicom" / "modalities.pcap")], db=db, policy=str(POLICY))
-    new = {s for (s,) in _rows(db, sql)}
+    new = {s for (s,) in db_rows(db, sql)}
     assert {f"10.20.0.{n}" for n in range(21, 31)} <= new
     assert "10.30.0.10" not in new  # pacs is no medical zone
 
