@@ -114,7 +114,7 @@ def rescore(
             updates.append((s.likelihood, s.impact, s.risk, s.level, terms, eid))
             if old != s.risk:
                 changed.append((eid, old, s.risk))
-        if dry_run:
+        if dry_run or not updates:
             return changed
         reg.con.begin()
         try:

@@ -298,3 +298,17 @@ def test_an_invalid_risk_method_is_one_line_per_problem(tmp_path: Path) -> None:
     assert "unknown device class 'toaster'" in joined
     assert "levels: high's bound 3 must exceed the one before" in joined
     assert not Path(db).exists() or db_rows(db, "SELECT count(*) FROM runs") == [(0,)]
+
+
+def test_a_register_without_findings(tmp_path: Path) -> None:
+    """Every verb of the risk manager works on a register no policy was run on."""
+    db = str(tmp_path / "medmon.duckdb")
+    api.replay([str(ROOT / "pcaps" / "generic" / "dns.pcap")], db=db)
+    assert api_register.rescore(db=db) == []
+    assert api_register.verify(db=db) == (0, [])
+    assert api_register.list_exceptions(db=db)[1] == []
+    for args in (["register", "export", "--format", "xlsx", "-o", str(tmp_path / "r.xlsx")],
+                 ["report", "-o", str(tmp_path / "r.html")]):  # fmt: skip
+        code, _out, err = _invoke(*args, "--db", db)
+        assert code == 0, err
+    assert "No exception names this reference." in (tmp_path / "r.html").read_text()
