@@ -258,6 +258,15 @@ def test_the_audit_report_renders_offline_in_a_browser(register: str, tmp_path: 
     # The accepted exception carries its owner, controls and history.
     assert OWNER in dom and "rm1" in dom and "VLAN 20 ACL" in dom
     _screenshot(page, tmp_path / "report.png")
+    # Printable: Chromium prints it to a PDF of several pages (a page break per section).
+    pdf = tmp_path / "report.pdf"
+    subprocess.run(
+        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-pdf-header-footer",
+         f"--print-to-pdf={pdf}", page.as_uri()],
+        capture_output=True, timeout=120,
+    )  # fmt: skip
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF-") and len(re.findall(rb"/Type\s*/Page\b", data)) >= 6
 
 
 # ---------------------------------------------------------------- hostile values from the wire
