@@ -29,6 +29,7 @@ from setuptools.command.build_py import build_py
 COMPILED = (
     "monitor/decode.py",
     "monitor/flows.py",
+    "monitor/parsers/base.py",
     "monitor/streams.py",
     "monitor/parsers/dicom/pdu.py",
     "monitor/parsers/dicom/items.py",

@@ -26,6 +26,7 @@ __version__ = "0.1.0"
 _NATIVE = (
     "decode.py",
     "flows.py",
+    "parsers/base.py",
     "streams.py",
     "parsers/dicom/pdu.py",
     "parsers/dicom/items.py",

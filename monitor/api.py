@@ -29,7 +29,7 @@ from monitor.fingerprint.oui import OuiTable
 from monitor.fingerprint.rules import RuleError, RuleSet, load_rules
 from monitor.flows import FlowConfig
 from monitor.parsers import REGISTRY, ParserSpec
-from monitor.pipeline import Pipeline, ProgressFn, ns_to_datetime
+from monitor.pipeline import Pipeline, ProgressFn, gc_paused, ns_to_datetime
 from monitor.register import RegisterError, open_register
 from monitor.register.ingest import (
     RunWriter,
@@ -241,7 +241,9 @@ def _run(
     method: Any = None,
 ) -> None:
     started = time.perf_counter()
-    with RunWriter(reg) as writer:
+    # The collector stays paused to the end: ending the flows and writing the run's state
+    # would otherwise trigger full collections over everything the run holds.
+    with RunWriter(reg) as writer, gc_paused():
         run_id = writer.begin(source=" ".join(paths), command="replay")
         pipeline = Pipeline(writer, registry, rules, oui_table(), config, segmentation, method)
         try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 
 class Analyzer(Protocol):
@@ -62,6 +62,35 @@ def skip_pending(skip: dict[bool, int], from_client: bool, data: bytes) -> bytes
     return data[pending:]
 
 
+class Value:
+    """Base of the small wire-unit values a parser builds for every handshake or datagram
+    (``ClientHello``, ``Question``, ...): compared, hashed and printed by their ``FIELDS``.
+
+    They are plain classes with an explicit ``__init__`` rather than dataclasses because
+    mypyc compiles such a class natively, while a dataclass keeps the interpreted ``__init__``
+    that ``dataclasses`` generates (about 3% of a replay when they were dataclasses).
+    Treat them as immutable."""
+
+    FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    def values(self) -> tuple[object, ...]:
+        """The fields' values, in ``FIELDS`` order."""
+        return tuple(getattr(self, name) for name in self.FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, Value)
+        return self.values() == other.values()
+
+    def __hash__(self) -> int:
+        return hash(self.values())
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.FIELDS)
+        return f"{type(self).__name__}({args})"
+
+
 @dataclass(frozen=True, slots=True)
 class ParseAnomaly:
     """A named parse anomaly a datagram parser returns (STYLE S3.4): ``name`` is from
@@ -91,47 +120,77 @@ class ParserSpec:
     analyzer: Callable[[FlowContext], Analyzer] | None = None
 
 
-@dataclass(slots=True)
 class FlowContext:
-    """What an analyzer knows about its flow and how it reports."""
+    """What an analyzer knows about its flow and how it reports (one per claimed flow: a
+    plain class, compiled natively, see :class:`Value`).
 
-    flow_uid: str  #: joins every record derived from the flow (ARCHITECTURE ``flows.flow_uid``)
-    client_ip: bytes  #: raw address of the initiator (4 or 16 bytes)
-    server_ip: bytes  #: raw address of the responder
-    client_port: int
-    server_port: int
-    #: Emits a typed record (a dataclass from ``monitor.records``) or an observation.
-    emit: Callable[[object], None]
-    #: Reports ``(name from anomalies.CATALOGUE, detail)``; the flow uid is added for you.
-    anomaly: Callable[[str, str | None], None]
-    #: Records an observation about one end of the flow: ``(about_client, kind, value, ts_ns)``.
-    #: ``about_client`` True: the fact is about the client (e.g. ``http.user_agent``); False:
-    #: about the server (``http.server``). The manager adds the address, MAC and flow uid and
-    #: keeps each distinct (host, kind, value) once per run with its first/last time and count.
-    observe: Callable[[bool, str, str, int], None] = _ignore_observation
+    - ``flow_uid`` joins every record derived from the flow (ARCHITECTURE ``flows.flow_uid``);
+    - ``client_ip``, ``server_ip``: raw addresses (4 or 16 bytes) of initiator and responder;
+    - ``emit(record)`` emits a typed record (a dataclass from ``monitor.records``);
+    - ``anomaly(name, detail)`` reports a name from ``anomalies.CATALOGUE``; the flow uid is
+      added for you;
+    - ``observe(about_client, kind, value, ts_ns)`` records an observation about one end of
+      the flow: ``about_client`` True, the fact is about the client (``http.user_agent``);
+      False, about the server (``http.server``). The manager adds the address, MAC and flow
+      uid and keeps each distinct (host, kind, value) once per run with its first/last time
+      and count.
+    """
+
+    def __init__(
+        self,
+        flow_uid: str,
+        client_ip: bytes,
+        server_ip: bytes,
+        client_port: int,
+        server_port: int,
+        emit: Callable[[object], None],
+        anomaly: Callable[[str, str | None], None],
+        observe: Callable[[bool, str, str, int], None] = _ignore_observation,
+    ) -> None:
+        self.flow_uid = flow_uid
+        self.client_ip = client_ip
+        self.server_ip = server_ip
+        self.client_port = client_port
+        self.server_port = server_port
+        self.emit = emit
+        self.anomaly = anomaly
+        self.observe = observe
 
 
-@dataclass(slots=True)
 class DatagramContext:
-    """What a datagram handler knows about one UDP datagram and how it reports.
+    """What a datagram handler knows about one UDP datagram and how it reports (one per
+    datagram parsed: a plain class, compiled natively, see :class:`Value`).
 
     Addresses are text (``10.20.0.5``, ``fe80::1``), MACs ``aa:bb:cc:dd:ee:ff`` or None when
     the link layer has none. ``observe(ip, mac, kind, value)`` records a fact about the host
     named by ``ip`` and/or ``mac`` (either may be None, not both): a DHCP request is about its
     ``chaddr`` MAC before the client has an address; a DHCP ACK binds ``yiaddr`` to it.
+    ``anomaly(name, detail)`` reports a name from ``anomalies.CATALOGUE``.
     """
 
-    flow_uid: str
-    ts_ns: int
-    src_ip: str
-    dst_ip: str
-    src_mac: str | None
-    dst_mac: str | None
-    sport: int
-    dport: int
-    observe: Callable[[str | None, str | None, str, str], None]
-    #: Reports ``(name from anomalies.CATALOGUE, detail)``.
-    anomaly: Callable[[str, str | None], None]
+    def __init__(
+        self,
+        flow_uid: str,
+        ts_ns: int,
+        src_ip: str,
+        dst_ip: str,
+        src_mac: str | None,
+        dst_mac: str | None,
+        sport: int,
+        dport: int,
+        observe: Callable[[str | None, str | None, str, str], None],
+        anomaly: Callable[[str, str | None], None],
+    ) -> None:
+        self.flow_uid = flow_uid
+        self.ts_ns = ts_ns
+        self.src_ip = src_ip
+        self.dst_ip = dst_ip
+        self.src_mac = src_mac
+        self.dst_mac = dst_mac
+        self.sport = sport
+        self.dport = dport
+        self.observe = observe
+        self.anomaly = anomaly
 
 
 @dataclass(frozen=True, slots=True)

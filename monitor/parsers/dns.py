@@ -25,9 +25,8 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from dataclasses import dataclass
 
-from monitor.parsers.base import DatagramContext, DatagramSpec, ParseAnomaly
+from monitor.parsers.base import DatagramContext, DatagramSpec, ParseAnomaly, Value
 from monitor.parsers.text import clean_text, decode
 
 ANOMALY_MALFORMED = "dns.malformed"
@@ -74,38 +73,57 @@ SUBTYPE_LABEL = "._sub."
 MODEL_KEYS = frozenset((b"md", b"model", b"ty", b"product"))
 
 
-@dataclass(frozen=True, slots=True)
-class Question:
-    """RFC 1035 §4.1.2 question."""
+class Question(Value):
+    """RFC 1035 §4.1.2 question: QNAME as sent, dot-joined, no trailing dot ('' for the
+    root); ``qclass`` without the mDNS unicast-response bit."""
 
-    name: str  #: QNAME as sent, dot-joined, no trailing dot ('' for the root)
-    qtype: int
-    qclass: int  #: without the mDNS unicast-response bit
+    FIELDS = ("name", "qtype", "qclass")
 
-
-@dataclass(frozen=True, slots=True)
-class ResourceRecord:
-    """RFC 1035 §4.1.3 resource record; ``data`` decoded for A, AAAA, PTR and TXT only."""
-
-    name: str  #: owner name, dot-joined, no trailing dot
-    rtype: int
-    rclass: int  #: without the mDNS cache-flush bit
-    ttl: int
-    #: A/AAAA: address text; PTR: the target name; TXT: the character-strings; else None.
-    data: str | tuple[bytes, ...] | None
+    def __init__(self, name: str, qtype: int, qclass: int) -> None:
+        self.name = name
+        self.qtype = qtype
+        self.qclass = qclass
 
 
-@dataclass(frozen=True, slots=True)
-class DnsMessage:
-    """The parts of one DNS/mDNS/LLMNR message medmon reads."""
+class ResourceRecord(Value):
+    """RFC 1035 §4.1.3 resource record: owner name dot-joined, no trailing dot; ``rclass``
+    without the mDNS cache-flush bit; ``data`` decoded for A and AAAA (address text), PTR
+    (the target name) and TXT (the character-strings) only, else None."""
 
-    id: int
-    qr: bool  #: True: a response
-    opcode: int
-    rcode: int
-    questions: tuple[Question, ...]
-    #: Answer, authority and additional records in order (empty when not asked for).
-    records: tuple[ResourceRecord, ...]
+    FIELDS = ("name", "rtype", "rclass", "ttl", "data")
+
+    def __init__(
+        self, name: str, rtype: int, rclass: int, ttl: int, data: str | tuple[bytes, ...] | None
+    ) -> None:
+        self.name = name
+        self.rtype = rtype
+        self.rclass = rclass
+        self.ttl = ttl
+        self.data = data
+
+
+class DnsMessage(Value):
+    """The parts of one DNS/mDNS/LLMNR message medmon reads (``qr`` True: a response;
+    ``records``: answer, authority and additional records in order, empty when not asked
+    for)."""
+
+    FIELDS = ("id", "qr", "opcode", "rcode", "questions", "records")
+
+    def __init__(
+        self,
+        id: int,
+        qr: bool,
+        opcode: int,
+        rcode: int,
+        questions: tuple[Question, ...],
+        records: tuple[ResourceRecord, ...],
+    ) -> None:
+        self.id = id
+        self.qr = qr
+        self.opcode = opcode
+        self.rcode = rcode
+        self.questions = questions
+        self.records = records
 
 
 class _Bad(Exception):

@@ -65,7 +65,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.parsers.base import FlowContext, ParserSpec, side
+from monitor.parsers.base import FlowContext, ParserSpec, Value, side
 from monitor.parsers.detect import probe_tls
 from monitor.parsers.text import MAX_VALUE_CHARS, clean_value
 
@@ -246,32 +246,54 @@ class ParseError:
     detail: str
 
 
-@dataclass(frozen=True, slots=True)
-class ClientHello:
-    """RFC 8446 §4.1.2 ClientHello, the fields read (GREASE values dropped)."""
+class ClientHello(Value):
+    """RFC 8446 §4.1.2 ClientHello, the fields read (GREASE values dropped): the extension
+    types in the order sent, the first ALPN protocol name (raw)."""
 
-    legacy_version: int
-    cipher_suites: tuple[int, ...]
-    #: extension types in the order sent
-    extensions: tuple[int, ...]
-    server_name: str | None
-    #: first ALPN protocol name, raw
-    alpn: bytes | None
-    signature_algorithms: tuple[int, ...]
-    supported_versions: tuple[int, ...]
+    FIELDS = ("legacy_version", "cipher_suites", "extensions", "server_name", "alpn",
+              "signature_algorithms", "supported_versions")  # fmt: skip
+
+    def __init__(
+        self,
+        legacy_version: int,
+        cipher_suites: tuple[int, ...],
+        extensions: tuple[int, ...],
+        server_name: str | None,
+        alpn: bytes | None,
+        signature_algorithms: tuple[int, ...],
+        supported_versions: tuple[int, ...],
+    ) -> None:
+        self.legacy_version = legacy_version
+        self.cipher_suites = cipher_suites
+        self.extensions = extensions
+        self.server_name = server_name
+        self.alpn = alpn
+        self.signature_algorithms = signature_algorithms
+        self.supported_versions = supported_versions
 
 
-@dataclass(frozen=True, slots=True)
-class ServerHello:
-    """RFC 8446 §4.1.3 ServerHello, the fields read."""
+class ServerHello(Value):
+    """RFC 8446 §4.1.3 ServerHello, the fields read (``selected_version``: that of the
+    supported_versions extension, when present)."""
 
-    legacy_version: int
-    cipher_suite: int
-    extensions: tuple[int, ...]
-    #: supported_versions selected_version, when the extension is present
-    selected_version: int | None
-    alpn: bytes | None
-    hello_retry_request: bool
+    FIELDS = ("legacy_version", "cipher_suite", "extensions", "selected_version", "alpn",
+              "hello_retry_request")  # fmt: skip
+
+    def __init__(
+        self,
+        legacy_version: int,
+        cipher_suite: int,
+        extensions: tuple[int, ...],
+        selected_version: int | None,
+        alpn: bytes | None,
+        hello_retry_request: bool,
+    ) -> None:
+        self.legacy_version = legacy_version
+        self.cipher_suite = cipher_suite
+        self.extensions = extensions
+        self.selected_version = selected_version
+        self.alpn = alpn
+        self.hello_retry_request = hello_retry_request
 
     @property
     def version(self) -> int:

@@ -33,6 +33,8 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Final
 
+from monitor.parsers.base import Value
+
 # PS3.8 §9.3.1: the PDU header.
 PDU_HEADER = struct.Struct(">BBL")
 UNPACK_PDU_HEADER = PDU_HEADER.unpack_from
@@ -99,25 +101,29 @@ class Anomaly:
     detail: str
 
 
-@dataclass(frozen=True, slots=True)
-class PduHeader:
+class PduHeader(Value):
     """PS3.8 §9.3.1: the 6-byte header every PDU starts with."""
 
-    pdu_type: int
-    length: int
+    FIELDS = ("pdu_type", "length")
+
+    def __init__(self, pdu_type: int, length: int) -> None:
+        self.pdu_type = pdu_type
+        self.length = length
 
     @property
     def name(self) -> str:
         return pdu_name(self.pdu_type)
 
 
-@dataclass(frozen=True, slots=True)
-class PdvHeader:
+class PdvHeader(Value):
     """PS3.8 Table 9-23: the header of one PDV item (``length`` counts context ID + MCH)."""
 
-    length: int
-    context_id: int
-    control: int
+    FIELDS = ("length", "context_id", "control")
+
+    def __init__(self, length: int, context_id: int, control: int) -> None:
+        self.length = length
+        self.context_id = context_id
+        self.control = control
 
     @property
     def is_command(self) -> bool:

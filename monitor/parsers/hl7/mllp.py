@@ -33,6 +33,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from monitor.parsers.base import Value
+
 START_BLOCK = b"\x0b"
 END_BLOCK = b"\x1c"
 CARRIAGE_RETURN = b"\x0d"
@@ -75,23 +77,31 @@ class Anomaly:
     detail: str
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One HL7 message as framed on the wire."""
+class Frame(Value):
+    """One HL7 message as framed on the wire.
 
-    #: The message bytes without <SB>/<EB><CR> (only the first ``keep`` bytes when truncated).
-    data: bytes
-    #: 'mllp' or 'raw'.
-    framing: str
-    #: The message's full length in bytes (larger than ``len(data)`` when truncated).
-    size: int
-    #: Timestamp (ns) of the chunk that completed the message (MLLP: carried its <EB>; raw: its
-    #: last byte; cut messages: the last chunk that added to it).
-    ts_ns: int
-    #: Stream offset of the message's first byte (after <SB>).
-    offset: int
-    #: False when a gap or the end of the stream cut the message.
-    complete: bool = True
+    - ``data``: the message bytes without <SB>/<EB><CR> (only the first ``keep`` bytes when
+      truncated);
+    - ``framing``: 'mllp' or 'raw';
+    - ``size``: the message's full length in bytes (larger than ``len(data)`` when truncated);
+    - ``ts_ns``: timestamp of the chunk that completed the message (MLLP: carried its <EB>;
+      raw: its last byte; cut messages: the last chunk that added to it);
+    - ``offset``: stream offset of the message's first byte (after <SB>);
+    - ``complete``: False when a gap or the end of the stream cut the message.
+    """
+
+    FIELDS = ("data", "framing", "size", "ts_ns", "offset", "complete")
+
+    def __init__(
+        self, data: bytes, framing: str, size: int, ts_ns: int, offset: int,
+        complete: bool = True,
+    ) -> None:  # fmt: skip
+        self.data = data
+        self.framing = framing
+        self.size = size
+        self.ts_ns = ts_ns
+        self.offset = offset
+        self.complete = complete
 
     @property
     def truncated(self) -> bool:

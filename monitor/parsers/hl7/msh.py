@@ -40,8 +40,8 @@ anomaly, offset)`` because a bad header still carries fields worth recording.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from monitor.parsers.base import Value
 from monitor.parsers.hl7.mllp import Anomaly
 
 ANOMALY_INVALID_MSH = "hl7.invalid_msh"
@@ -68,37 +68,68 @@ _SEGMENT_NAME = re.compile(rb"[A-Z][A-Z0-9]{2}\Z")
 UNKNOWN_SEGMENT = "???"
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """What medmon keeps of one HL7 v2 message (column names of ``records.Hl7Message``)."""
+class Message(Value):
+    """What medmon keeps of one HL7 v2 message (column names of ``records.Hl7Message``):
+    ``delimiters`` MSH-1 + MSH-2 (e.g. '|^~\\&'), MSH-3 to MSH-7 (the date as sent), MSH-9.1
+    to 9.3, MSH-10, MSH-11 (as sent), MSH-12.1, MSA-1 and MSA-2, the segment names in order,
+    and the device identifiers (PRT-10, PRT-16..22, OBX-18 values, distinct, in order)."""
 
-    delimiters: str | None = None  #: MSH-1 + MSH-2, e.g. '|^~\\&'
-    sending_application: str | None = None  #: MSH-3, as sent
-    sending_facility: str | None = None  #: MSH-4
-    receiving_application: str | None = None  #: MSH-5
-    receiving_facility: str | None = None  #: MSH-6
-    message_datetime: str | None = None  #: MSH-7, as sent
-    message_type: str | None = None  #: MSH-9.1
-    trigger_event: str | None = None  #: MSH-9.2
-    message_structure: str | None = None  #: MSH-9.3
-    control_id: str | None = None  #: MSH-10
-    processing_id: str | None = None  #: MSH-11, as sent
-    version: str | None = None  #: MSH-12.1
-    ack_code: str | None = None  #: MSA-1
-    acknowledged_control_id: str | None = None  #: MSA-2
-    segments: tuple[str, ...] = ()  #: segment names in order
-    device_ids: tuple[str, ...] = ()  #: PRT-10, PRT-16..22, OBX-18 values (distinct, in order)
+    FIELDS = ("delimiters", "sending_application", "sending_facility", "receiving_application",
+              "receiving_facility", "message_datetime", "message_type", "trigger_event",
+              "message_structure", "control_id", "processing_id", "version", "ack_code",
+              "acknowledged_control_id", "segments", "device_ids")  # fmt: skip
+
+    def __init__(
+        self,
+        delimiters: str | None = None,
+        sending_application: str | None = None,
+        sending_facility: str | None = None,
+        receiving_application: str | None = None,
+        receiving_facility: str | None = None,
+        message_datetime: str | None = None,
+        message_type: str | None = None,
+        trigger_event: str | None = None,
+        message_structure: str | None = None,
+        control_id: str | None = None,
+        processing_id: str | None = None,
+        version: str | None = None,
+        ack_code: str | None = None,
+        acknowledged_control_id: str | None = None,
+        segments: tuple[str, ...] = (),
+        device_ids: tuple[str, ...] = (),
+    ) -> None:
+        self.delimiters = delimiters
+        self.sending_application = sending_application
+        self.sending_facility = sending_facility
+        self.receiving_application = receiving_application
+        self.receiving_facility = receiving_facility
+        self.message_datetime = message_datetime
+        self.message_type = message_type
+        self.trigger_event = trigger_event
+        self.message_structure = message_structure
+        self.control_id = control_id
+        self.processing_id = processing_id
+        self.version = version
+        self.ack_code = ack_code
+        self.acknowledged_control_id = acknowledged_control_id
+        self.segments = segments
+        self.device_ids = device_ids
 
 
-@dataclass(frozen=True, slots=True)
-class Encoding:
+class Encoding(Value):
     """The delimiters of one message (MSH-1 and MSH-2)."""
 
-    field: bytes
-    component: bytes
-    repetition: bytes
-    escape: bytes
-    subcomponent: bytes
+    FIELDS = ("field", "component", "repetition", "escape", "subcomponent")
+
+    def __init__(
+        self, field: bytes, component: bytes, repetition: bytes, escape: bytes,
+        subcomponent: bytes,
+    ) -> None:  # fmt: skip
+        self.field = field
+        self.component = component
+        self.repetition = repetition
+        self.escape = escape
+        self.subcomponent = subcomponent
 
 
 def parse_message(buf: bytes, *, truncated: bool = False) -> tuple[Message, list[Anomaly]]:
