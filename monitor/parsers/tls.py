@@ -227,8 +227,25 @@ def version_name(value: int) -> str:
 
 def cipher_list(suites: tuple[int, ...]) -> str:
     """The offered cipher suites as sent, ``c02b,c02f,...`` (4 hex digits each, GREASE already
-    dropped), cut at :data:`~monitor.parsers.text.MAX_VALUE_CHARS`."""
-    return ",".join(f"{v:04x}" for v in suites)[:MAX_VALUE_CHARS]
+    dropped), cut at :data:`~monitor.parsers.text.MAX_VALUE_CHARS`. Memoised: a client sends
+    the same list in every handshake."""
+    value = _CIPHER_LIST_MEMO.get(suites)
+    if value is None:
+        if len(_CIPHER_LIST_MEMO) >= MAX_MEMO_ENTRIES:
+            _CIPHER_LIST_MEMO.clear()
+        value = _CIPHER_LIST_MEMO[suites] = ",".join(f"{v:04x}" for v in suites)[:MAX_VALUE_CHARS]
+    return value
+
+
+def version_list(versions: tuple[int, ...]) -> str:
+    """supported_versions named and joined, ``TLS 1.3,TLS 1.2`` (memoised like
+    :func:`cipher_list`)."""
+    value = _VERSION_LIST_MEMO.get(versions)
+    if value is None:
+        if len(_VERSION_LIST_MEMO) >= MAX_MEMO_ENTRIES:
+            _VERSION_LIST_MEMO.clear()
+        value = _VERSION_LIST_MEMO[versions] = ",".join(version_name(v) for v in versions)
+    return value
 
 
 def cipher_name(value: int) -> str:
@@ -464,6 +481,8 @@ _ALNUM = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvw
 MAX_MEMO_ENTRIES = 4096
 _JA4_MEMO: dict[tuple[object, ...], str] = {}
 _JA4S_MEMO: dict[tuple[object, ...], str] = {}
+_CIPHER_LIST_MEMO: dict[tuple[int, ...], str] = {}
+_VERSION_LIST_MEMO: dict[tuple[int, ...], str] = {}
 _NO_HASH = "000000000000"
 
 
@@ -792,7 +811,7 @@ class TlsAnalyzer:
                 self._client_hello = hello
                 observe(True, "tls.client_version", version_name(hello.legacy_version), ts_ns)
                 if hello.supported_versions:
-                    names = ",".join(version_name(v) for v in hello.supported_versions)
+                    names = version_list(hello.supported_versions)
                     observe(True, "tls.supported_versions", names, ts_ns)
                 if hello.server_name:
                     observe(True, "tls.sni", hello.server_name, ts_ns)
