@@ -776,8 +776,9 @@ def sniff(
         live.stop()
         if ring is not None:
             ring.close()
-    pipeline.end_flows()
-    write(final=True)  # also after a failed flush: what can be written is
+    with gc_paused():  # as in replay: no full collections over the run's objects
+        pipeline.end_flows()
+        write(final=True)  # also after a failed flush: what can be written is
     live.close()
     if flusher_error:
         raise flusher_error[0]

@@ -104,8 +104,8 @@ def append_history(reg: Register, changes: Iterable[Change], at: datetime | None
     con = reg.con
     last = con.execute(
         "SELECT seq, hash FROM exception_history WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1"
-    ).fetchone()
-    seq, prev = (int(last[0]), last[1]) if last else (0, None)
+    ).fetchall()
+    seq, prev = (int(last[0][0]), last[0][1]) if last else (0, None)
     rows = []
     for c in changes:
         seq += 1
@@ -169,7 +169,8 @@ def resolve_id(reg: Register, ident: str) -> str:
 def _row(reg: Register, exception_id: str) -> dict[str, Any]:
     cur = reg.con.execute("SELECT * FROM exceptions WHERE exception_id = ?", [exception_id])
     names = [d[0] for d in cur.description or []]
-    return dict(zip(names, cur.fetchone() or (), strict=False))
+    rows = cur.fetchall()
+    return dict(zip(names, rows[0] if rows else (), strict=False))
 
 
 def _controls(existing: str | None, added: Sequence[str]) -> str | None:

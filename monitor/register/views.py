@@ -32,9 +32,9 @@ WITH ends AS (
 involved AS (
     SELECT n.exception_id,
            list(a.zone ORDER BY n.position) FILTER (WHERE a.zone IS NOT NULL) AS zones,
-           list(n.address || coalesce(' (' || concat_ws(', ',
+           list(n.address || coalesce(' (' || nullif(concat_ws(', ',
                     coalesce(a.hostname, nullif(trim(concat_ws(' ', a.vendor, a.model)), '')),
-                    a.device_class) || ')', '') ORDER BY n.position) AS devices
+                    a.device_class), '') || ')', '') ORDER BY n.position) AS devices
     FROM ends n
     LEFT JOIN assets a ON a.ip = n.address OR a.asset_id = n.address
     GROUP BY n.exception_id
