@@ -101,6 +101,8 @@ def list_(
         run_id=run_id, limit=limit,
     )  # fmt: skip
     emit_rows(names, rows, fmt, api_register.LIST_TABLE_COLUMNS, title="risk register")
+    if not rows and not (status or kind or severity or zone or overdue or run_id):
+        log.info("the risk register is empty: 'medmon replay --policy FILE' records findings")
 
 
 @register.command("show")
