@@ -2128,51 +2128,15 @@ HL7_MESSAGES[HOSTILE_HL7] = hl7_message(
 
 
 def write_hostile_dataset(path: Path) -> None:
-    """A small CT instance (16x16 pixels) with the hostile device attributes and the PHI
-    canaries, fixed UIDs under pydicom's root (as write_datasets)."""
-
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import UID, generate_uid
-
-    def uid(*key: str) -> UID:
-        return generate_uid(entropy_srcs=["medmon", "hostile", *key])
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = UID(CT_IMAGE)
-    meta.MediaStorageSOPInstanceUID = uid("instance")
-    meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.1")
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SpecificCharacterSet = "ISO_IR 100"
-    ds.SOPClassUID = CT_IMAGE
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyDate = ds.SeriesDate = ds.ContentDate = "20240111"
-    ds.StudyTime = ds.SeriesTime = ds.ContentTime = "100000"
-    ds.AccessionNumber = "ACC2024011166"
-    ds.Modality = "CT"
-    ds.Manufacturer = HOSTILE_MANUFACTURER
-    ds.InstitutionName = "Example Hospital"
-    ds.StationName = HOSTILE_STATION
-    ds.StudyDescription = "CT test study"
-    ds.InstitutionalDepartmentName = "Radiology"
-    ds.ManufacturerModelName = HOSTILE_MODEL
-    ds.ReferringPhysicianName = ""
-    ds.PatientName = CANARY_NAME
-    ds.PatientID = CANARY_ID
-    ds.PatientBirthDate = CANARY_BIRTH_DATE
-    ds.PatientSex = "F"
-    ds.DeviceSerialNumber = HOSTILE_SERIAL
-    ds.SoftwareVersions = HOSTILE_SOFTWARE
-    ds.StudyInstanceUID = uid("study")
-    ds.SeriesInstanceUID = uid("series")
-    ds.StudyID = "1"
-    ds.SeriesNumber = 1
-    ds.InstanceNumber = 1
-    ds.AdmissionID = CANARY_ID  # (0038,0010)
-    ds.PerformedProcedureStepID = CANARY_ID  # (0040,0253)
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-    tiny_image(ds)
-    ds.save_as(path, enforce_file_format=True)
+    """A small CT instance with the hostile device attributes and the PHI canaries: a
+    modality dataset (:func:`write_modality_dataset`) whose attributes are the payloads."""
+    hostile = Modality(
+        host="hostilemod", aet=HOSTILE_AET, vendor="", device_class="ct",
+        manufacturer=HOSTILE_MANUFACTURER, model=HOSTILE_MODEL, software=HOSTILE_SOFTWARE,
+        station=HOSTILE_STATION, modality="CT", sop_class=CT_IMAGE,
+        impl_uid="1.2.826.0.1.3680043.8.498.66", impl_version="HOSTILE_1", serial=HOSTILE_SERIAL,
+    )  # fmt: skip
+    write_modality_dataset(hostile, path)
 
 
 def make_hostile(lab: Lab, out: Path) -> None:
