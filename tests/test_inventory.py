@@ -136,3 +136,34 @@ def test_updating_a_run_again_counts_its_signals_once(db: str) -> None:
         reg.con.commit()
         after = reg.con.execute(query).fetchall()
     assert after == before and all(c == n for *_rest, c, n in before)
+
+
+def test_devices_that_say_the_same_things_are_fingerprinted_once() -> None:
+    """The fingerprinter remembers each distinct list of signals: the same list gives the same
+    verdict without running the rules again, each caller gets its own copy, and a device that
+    says one thing more is fingerprinted afresh."""
+    from datetime import date
+
+    from monitor.fingerprint.assets import fingerprinter
+    from monitor.fingerprint.engine import Engine
+
+    engine = Engine(api.fingerprint_rules())
+    calls = []
+    real = engine.fingerprint
+
+    def counted(dev, as_of):  # type: ignore[no-untyped-def]
+        calls.append(dev.key)
+        return real(dev, as_of)
+
+    engine.fingerprint = counted  # type: ignore[method-assign]
+    run = fingerprinter(engine, date(2026, 12, 5))
+    pump = [("http.user_agent", "Alaris-PCU/9.33", None, None, "observations")]
+    first = run("ip:10.0.0.1", "10.0.0.1", None, pump)
+    first["hostname"] = "changed by the caller"
+    second = run("ip:10.0.0.2", "10.0.0.2", None, list(pump))
+    assert calls == ["ip:10.0.0.1"]
+    assert second["hostname"] != "changed by the caller"
+    assert second == run("ip:10.0.0.3", "10.0.0.3", None, pump)
+    named = pump + [("dhcp.hostname", "pump-7", None, None, "observations")]
+    assert run("ip:10.0.0.4", "10.0.0.4", None, named)["hostname"] == "pump-7"
+    assert calls == ["ip:10.0.0.1", "ip:10.0.0.4"]

