@@ -52,9 +52,6 @@ from monitor.decode import (
 
 NS = 1_000_000_000
 
-# Ethernet + IPv4 (IHL 5) + TCP from offset 16: total length, (id), flags/fragment offset,
-# (ttl, protocol, checksum, src, dst), sport, dport, seq, (ack), data offset, flags.
-_ETH_IPV4_TCP = struct.Struct("!H2xH12xHHI4xBB").unpack_from
 _PORTS = struct.Struct("!HH").pack
 
 PROTO_NAMES = {PROTO_TCP: "tcp", PROTO_UDP: "udp", PROTO_ICMP: "icmp", PROTO_ICMPV6: "icmp6"}
@@ -349,8 +346,15 @@ class FlowTable:
                 and data[13] == 0
                 and data[23] == 6
             ):
-                (ip_len, frag, sport, dport, seq, hlen, flags) = _ETH_IPV4_TCP(data, 16)
-                hlen = (hlen >> 4) << 2
+                # Read byte by byte: compiled, these are machine-integer operations, cheaper
+                # than a struct call and its tuple of seven int objects.
+                ip_len = data[16] << 8 | data[17]
+                frag = data[20] << 8 | data[21]
+                sport = data[34] << 8 | data[35]
+                dport = data[36] << 8 | data[37]
+                seq = data[38] << 24 | data[39] << 16 | data[40] << 8 | data[41]
+                hlen = (data[46] >> 4) << 2
+                flags = data[47]
                 end = 14 + ip_len
                 if end > len(data):
                     end = len(data)

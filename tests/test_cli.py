@@ -258,3 +258,31 @@ def test_csv_lists_are_json(db: str) -> None:
     rows = list(csv.DictReader(io.StringIO(out)))
     assert code == 0 and rows
     assert json.loads(rows[0]["segments"])[0] == "MSH"
+
+
+def test_the_process_entry_point_exits_with_the_commands_code_and_output(tmp_path: Path) -> None:
+    """``python -m monitor`` ends the process itself (os._exit, no teardown): the register is
+    committed, stdout is complete, the exit code is the command's, and errors still print."""
+    import subprocess
+    import sys
+
+    db = str(tmp_path / "m.duckdb")
+    run = [sys.executable, "-m", "monitor"]
+    done = subprocess.run(
+        [*run, "replay", str(PCAPS / "generic" / "http.pcap"), "--db", db, "--quiet"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    flows = subprocess.run(
+        [*run, "flows", "--db", db, "--format", "csv"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert flows.returncode == 0
+    rows = list(csv.DictReader(io.StringIO(flows.stdout)))
+    assert len(rows) == expected("http.pcap")["tcp_conversations"]
+    bad = subprocess.run(
+        [*run, "replay", str(tmp_path / "missing.pcap"), "--db", db],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert bad.returncode == 2
+    assert "missing.pcap" in bad.stderr and "Traceback" not in bad.stderr
