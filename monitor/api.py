@@ -569,8 +569,10 @@ class SniffResult:
 
 #: A live run writes its state every this many seconds by default (``--flush-every``).
 DEFAULT_FLUSH_SECONDS = 60.0
-#: ... or sooner, when this many rows wait to be written (bounds memory at high rates).
+#: ... or sooner, when this many rows wait to be written (bounds memory at high rates), looked
+#: at every PENDING_CHECK_MASK + 1 frames.
 FLUSH_PENDING_ROWS = 200_000
+PENDING_CHECK_MASK = 4095
 #: The last write of a live run waits this long (seconds) for a reader to let go of the file.
 FINAL_WRITE_WAIT = 30.0
 
@@ -593,6 +595,7 @@ def sniff(
     reload: threading.Event | None = None,
     policy: str | None = None,
     risk: str | None = None,
+    immediate: bool = False,
 ) -> SniffResult:
     """Capture from interface ``iface`` (a switch's mirror port) into the register until
     ``duration`` seconds have passed or ``stop`` is set (safe from a signal handler: the
@@ -608,6 +611,8 @@ def sniff(
     set: the fingerprint rules are read again at the next flush (an invalid file keeps the
     rules in use, with a warning). With ``keep_pcap``, the last
     ``keep_minutes`` minutes of frames are kept as evidence in rolling pcap files there.
+    ``immediate``: tcpdump's ``--immediate-mode`` (each packet handed over as it arrives, for
+    more CPU) instead of the kernel's block ring (see :mod:`monitor.live`).
     Raises :class:`InputError` (bad rules, interface or filter) and
     :class:`~monitor.register.RegisterError`.
     """
@@ -629,7 +634,7 @@ def sniff(
         writer.commit()
     writer.attach(None)
     pipeline = Pipeline(writer, registry, rules, oui_table(), config, segmentation, method)
-    live = LiveCapture(iface, bpf=bpf, buffer_mib=buffer_mib)
+    live = LiveCapture(iface, bpf=bpf, buffer_mib=buffer_mib, immediate=immediate)
     ring: PcapRing | None = None  # opened at the first frame, with its link type
     try:
         live.start()
@@ -703,34 +708,27 @@ def sniff(
 
     span: list[int | None] = [None, None]  # capture times of the first and the last frame
     counted = [0, 0]  # frames and bytes read (the flow table's totals lag behind)
-    # The pipeline's state belongs to whoever holds `busy`: the packet loop, except while it
-    # waits for the next frame; the flusher thread takes it then, so that a quiet network is
-    # flushed (and its idle flows ended) on time too.
+    # The pipeline's state belongs to whoever holds `busy`: the packet loop, except while a
+    # read of the capture pipe waits for data; the flusher thread takes it then, so that a
+    # quiet network is flushed (and its idle flows ended) on time too. (Released per read, not
+    # per frame: a lock round trip and a check per frame are a tenth of the pipeline's time.)
     busy = threading.Lock()
     flusher_error: list[BaseException] = []
 
     def frames() -> Iterator[tuple[int, int, bytes, int]]:
         nonlocal ring
-        it = iter(live.frames())
-        while True:
-            busy.release()
-            try:
-                frame = next(it, None)
-            finally:
-                busy.acquire()
-            if frame is None:
-                return
+        for n, frame in enumerate(live.frames(unlocked=busy), 1):
             if span[0] is None:
                 span[0] = frame[0]
             span[1] = frame[0]
-            counted[0] += 1
             counted[1] += frame[3]
             if keep_pcap is not None:
                 if ring is None:
                     ring = PcapRing(Path(keep_pcap), keep_minutes, linktype=frame[1])
                 ring.write(frame[0], frame[2], frame[3])
+            counted[0] = n
             yield frame
-            if writer.pending_rows >= FLUSH_PENDING_ROWS:
+            if not n & PENDING_CHECK_MASK and writer.pending_rows >= FLUSH_PENDING_ROWS:
                 write(final=False)
 
     def flusher() -> None:
@@ -745,11 +743,12 @@ def sniff(
                     stop.set()
                     return
 
-    # Stopping ends tcpdump (by its PID); its pipe then ends and so does the loop below. A
-    # thread does it, so that a signal handler only has to set the event.
+    # Stopping ends tcpdump (by its PID) once its last packets are handed over; its pipe then
+    # ends and so does the loop below. A thread does it, so that a signal handler only has to
+    # set the event.
     def stopper() -> None:
         stop.wait()
-        live.terminate()
+        live.finish()
 
     threading.Thread(target=stopper, name="medmon-stop", daemon=True).start()
     flush_thread = threading.Thread(target=flusher, name="medmon-flush", daemon=True)

@@ -678,6 +678,11 @@ def lint(dirs: tuple[str, ...]) -> None:
     help="Kernel capture buffer: what absorbs a burst while medmon catches up.",
 )  # fmt: skip
 @click.option(
+    "--immediate", is_flag=True,
+    help="Have each packet handed over as it arrives (tcpdump --immediate-mode), instead of "
+    "the kernel's blocks (up to 1 s late; less CPU, higher rates).",
+)  # fmt: skip
+@click.option(
     "--check", "check", metavar="IFACE", default=None,
     help="Only check IFACE: does it exist, is it up, is it receiving, may medmon capture.",
 )  # fmt: skip
@@ -697,6 +702,7 @@ def sniff(
     keep_pcap: str | None,
     keep_minutes: int,
     buffer_mib: int,
+    immediate: bool,
     check: str | None,
     rules: str | None,
     policy_file: str | None,
@@ -756,7 +762,8 @@ def sniff(
         kwargs: dict[str, Any] = {
             "db": db, "bpf": bpf, "duration": duration, "flush_every": flush_every,
             "site_rules": rules, "keep_pcap": keep_pcap, "keep_minutes": keep_minutes,
-            "buffer_mib": buffer_mib, "policy": policy_file, "risk": risk_file,
+            "buffer_mib": buffer_mib, "immediate": immediate, "policy": policy_file,
+            "risk": risk_file,
             "on_flush": flushed, "stop": stop, "reload": reload,
         }  # fmt: skip
         if progress_ctx is not None:

@@ -6,11 +6,11 @@ The capture path
 medmon captures with **tcpdump writing pcap into a pipe**, and reads the pipe with the same
 reader as a capture file (:class:`monitor.source.CaptureReader` on a stream)::
 
-    tcpdump -i IFACE -w - -U --immediate-mode -n -s SNAPLEN -B KIB [-p] -- [BPF]
-       │  libpcap, kernel PACKET_MMAP ring (TPACKET_V2; V3 without --immediate-mode),
-       │  BPF filter in the kernel
+    tcpdump -i IFACE -w - -U -n -s SNAPLEN -B KIB [-p] -- [BPF]
+       │  libpcap, kernel PACKET_MMAP ring (TPACKET_V3 blocks; V2 slots with
+       │  --immediate-mode), BPF filter in the kernel
        ▼  stdout: pcap, flushed after every packet (-U)
-    pipe ──► CaptureReader("-", stdin=pipe) ──► decode ──► flows ──► ...   (medmon)
+    pipe (1 MiB) ──► CaptureReader("-", stdin=pipe) ──► decode ──► flows ──► ...   (medmon)
 
 Why: measured here at 50,000 packets/s, scapy's ``sniff()`` receives only 6-11% of the
 packets (it reads one packet per ``recv`` call and builds a ``Packet`` object for each), while
@@ -20,13 +20,19 @@ while medmon's pipeline runs on the first, with the pipe and the kernel ring as 
 them. It needs no compiled Python binding, is packaged by every distribution, and only receives
 (it never transmits a packet). The figures are in docs/sensor.md.
 
-The ring: with ``--immediate-mode`` (the default here, so that a packet reaches medmon as soon
-as it arrives) libpcap uses the TPACKET_V2 ring of fixed-size slots. When the interface has
-receive or segmentation offloads on (GRO, LRO, TSO, GSO), libpcap sizes every slot for a 64 KiB
-super-frame, so a 64 MiB buffer holds only a few hundred packets: turn the offloads off on
-the sensor NIC (``ethtool -K IFACE gro off lro off tso off gso off``; docs/sensor.md) so that a
-slot is one MTU. ``immediate=False`` uses the TPACKET_V3 block ring instead (measured: more
-throughput for less CPU, up to 1 s of latency).
+The ring: by default libpcap uses the TPACKET_V3 ring of blocks, which packs packets by their
+size and hands tcpdump a whole block at a time: the kernel does the batching, and tcpdump costs
+a fraction of the CPU it needs per packet otherwise (measured in docs/sensor.md: the sender
+on the same two cores reached 335,000 packets/s instead of 190,000, and medmon's pipeline gets
+that core time). A block is handed over when it is full or when tcpdump's 1 s timeout retires
+it, so a packet reaches medmon up to a second late, which nothing here minds; stopping waits
+:data:`BLOCK_HANDOVER` seconds first (:meth:`LiveCapture.finish`), so that the last, partly
+filled block is handed over rather than lost with tcpdump. ``immediate=True``
+(``--immediate-mode``, ``medmon sniff --immediate``) has each packet handed over as it arrives,
+through the TPACKET_V2 ring of fixed-size slots; when the interface has receive or segmentation
+offloads on (GRO, LRO, TSO, GSO), libpcap sizes every slot for a 64 KiB super-frame, so a 64 MiB
+buffer holds only a few hundred packets: turn the offloads off on the sensor NIC (``ethtool -K
+IFACE gro off lro off tso off gso off``; docs/sensor.md) so that a slot is one MTU.
 
 tcpdump reports its counters (packets captured, packets received by the filter, packets dropped
 by the kernel because the ring was full, and packets dropped by the interface where the driver
@@ -58,6 +64,7 @@ from __future__ import annotations
 import calendar
 import collections
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -88,6 +95,15 @@ START_TIMEOUT = 10.0
 permission, bad filter) makes it exit well within a second."""
 
 PERMISSION_HINT = "permission denied (run as root or give CAP_NET_RAW and CAP_NET_ADMIN)"
+
+BLOCK_HANDOVER = 1.5
+"""Seconds a stop waits, in the block ring's mode, before it ends tcpdump: tcpdump asks libpcap
+for a 1 s timeout, after which the kernel hands over a partly filled block (its retire timer)."""
+
+PIPE_BYTES = 1 << 20
+"""The capture pipe's size, asked with F_SETPIPE_SZ (Linux's default unprivileged maximum,
+/proc/sys/fs/pipe-max-size): fewer, larger reads than the default 64 KiB, and a little more room
+for a burst while the pipeline flushes."""
 
 CAP_NET_ADMIN = 12  #: capability bit numbers (linux/capability.h)
 CAP_NET_RAW = 13
@@ -171,11 +187,12 @@ class LiveCapture:
     :meth:`stop` drains the pipe itself.
 
     ``netns`` (tests only) runs tcpdump inside that network namespace via ``ip netns exec``.
-    ``tcpdump`` is the program to run (default: ``tcpdump`` on ``PATH``). ``immediate=False``
-    leaves out ``--immediate-mode``: libpcap then uses the TPACKET_V3 block ring (packets are
-    packed by size, delivered when a block fills or after tcpdump's 1 s timeout), which
-    sustains higher rates with less CPU (see docs/sensor.md), at up to 1 s of latency, and
-    packets still in an unfinished block are lost when tcpdump is stopped.
+    ``tcpdump`` is the program to run (default: ``tcpdump`` on ``PATH``). By default libpcap
+    uses the TPACKET_V3 block ring (packets packed by size, handed over when a block fills or
+    after tcpdump's 1 s timeout), which sustains higher rates for less CPU (docs/sensor.md) at
+    up to a second of latency; :meth:`finish` and :meth:`stop` wait for the last block before
+    ending tcpdump. ``immediate=True`` adds ``--immediate-mode``: each packet is handed over as
+    it arrives (the TPACKET_V2 slot ring), for more CPU.
     """
 
     def __init__(
@@ -188,7 +205,7 @@ class LiveCapture:
         buffer_mib: int = 64,
         netns: str | None = None,
         tcpdump: str | None = None,
-        immediate: bool = True,
+        immediate: bool = False,
     ) -> None:
         self.iface = iface
         self.immediate = immediate
@@ -275,6 +292,9 @@ class LiveCapture:
         except OSError as exc:
             raise LiveCaptureError(self.iface, f"cannot run tcpdump: {exc.strerror}") from None
         self._proc = proc
+        if proc.stdout is not None and hasattr(fcntl, "F_SETPIPE_SZ"):
+            with contextlib.suppress(OSError):  # a smaller pipe still works
+                fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         self._stderr_thread = threading.Thread(
             target=self._read_stderr, name=f"tcpdump-stderr-{self.iface}", daemon=True
         )
@@ -338,11 +358,15 @@ class LiveCapture:
             "dropped_interface": s.dropped_interface,
         }
 
-    def frames(self) -> Iterator[Frame]:
+    def frames(self, unlocked: threading.Lock | None = None) -> Iterator[Frame]:
         """The captured frames ``(ts_ns, linktype, data, wirelen)``, until tcpdump exits.
 
         Call once, after :meth:`start`. Blocks until tcpdump has written the pcap header (at
         once, with ``-U``). ``self.reader.stats`` counts what was read.
+
+        ``unlocked``: a lock the caller holds while it iterates, released while a read of the
+        pipe waits for data (and only then), so that another thread can use what it guards
+        whenever the capture is idle (``medmon sniff``'s periodic writes).
         """
         proc = self._proc
         if proc is None or proc.stdout is None:
@@ -351,8 +375,11 @@ class LiveCapture:
             raise LiveCaptureError(self.iface, "frames() can be called only once")
         self._frames_taken = True
         stream: BinaryIO = proc.stdout  # type: ignore[assignment]
+        if unlocked is not None:
+            stream = _Unlocked(stream, unlocked)  # type: ignore[assignment]
         try:
-            reader = CaptureReader("-", stdin=stream)
+            # The pipe identifies no capture: hashing it would only cost CPU.
+            reader = CaptureReader("-", stdin=stream, digest=False)
         except CaptureError as e:
             if self._stopping or proc.poll() is not None:
                 return iter(())  # stopped before tcpdump wrote anything
@@ -410,14 +437,30 @@ class LiveCapture:
         return f"{self.iface}: tcpdump ended: {cause}"
 
     def terminate(self) -> None:
-        """Send SIGTERM to our tcpdump and return at once (safe in a signal handler)."""
+        """Send SIGTERM to our tcpdump and return at once (safe in a signal handler). In the
+        block ring's mode, packets of the last, partly filled block are lost: see
+        :meth:`finish`."""
         proc = self._proc
         if proc is not None and proc.poll() is None:
             self._stopping = True
             proc.send_signal(signal.SIGTERM)
 
+    def finish(self) -> None:
+        """End the capture without losing what it received: in the block ring's mode, first
+        wait :data:`BLOCK_HANDOVER` seconds for the kernel to hand tcpdump its last, partly
+        filled block (less if tcpdump ends meanwhile), then :meth:`terminate`. Packets that
+        arrive during that wait are captured too."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        if not self.immediate and not self._stopping:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(BLOCK_HANDOVER)
+        self.terminate()
+
     def stop(self, timeout: float = 5.0) -> CaptureStats:
-        """Stop tcpdump (SIGTERM; SIGKILL after ``timeout`` s) and return the final counters.
+        """Stop tcpdump (:meth:`finish`; SIGKILL after ``timeout`` s more) and return the
+        final counters.
 
         Afterwards the pipe reaches its end, so :meth:`frames` ends once it has yielded every
         frame tcpdump wrote.
@@ -434,7 +477,7 @@ class LiveCapture:
             # tcpdump closed the pipe by itself: let it finish exiting (its failure counts).
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout)
-        self.terminate()
+        self.finish()
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -470,6 +513,22 @@ class LiveCapture:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class _Unlocked:
+    """The capture pipe, read with ``lock`` released while each read waits (see
+    :meth:`LiveCapture.frames`). Only ``read``: the reader wants nothing else of a stream."""
+
+    def __init__(self, raw: BinaryIO, lock: threading.Lock) -> None:
+        self._raw = raw
+        self._lock = lock
+
+    def read(self, n: int) -> bytes:
+        self._lock.release()
+        try:
+            return self._raw.read(n)
+        finally:
+            self._lock.acquire()
 
 
 def _drain(stream: BinaryIO) -> None:

@@ -20,7 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from monitor.live import CaptureStats, LiveCapture, LiveCaptureError, PcapRing, check_interface
+from monitor.live import (
+    BLOCK_HANDOVER,
+    CaptureStats,
+    LiveCapture,
+    LiveCaptureError,
+    PcapRing,
+    check_interface,
+)
 from monitor.source import PCAP_MAGIC_NS, CaptureReader
 from tests.conftest import PCAPS, ROOT, need_tshark
 
@@ -366,21 +373,76 @@ def test_pcap_ring_keeps_earlier_minute_in_current_file_and_appends(tmp_path: Pa
     assert [f[3] for f in got] == [frames[3][2], frames[0][2], frames[4][2]]
 
 
-def test_block_ring_without_immediate_mode(veth: tuple[str, str]) -> None:
+def test_the_block_ring_is_the_default_and_a_stop_keeps_its_last_block(
+    veth: tuple[str, str],
+) -> None:
+    """By default the kernel hands tcpdump whole blocks (no --immediate-mode). Stopped right
+    after the traffic, before its partly filled block was handed over, the capture still
+    delivers every frame: the stop waits for the block first."""
     ns, iface = veth
     with CaptureReader(str(HTTP)) as r:
         expected = [f[2] for f in r]
-    cap = LiveCapture(iface, netns=ns, immediate=False)
+    cap = LiveCapture(iface, netns=ns)
     assert "--immediate-mode" not in cap.command()
     with cap:
         collector = _Collector(cap)
         collector.start()
         _replay(HTTP, "--topspeed")
-        collector.wait_for(len(expected), timeout=5)  # a block is handed over within ~1 s
+        t0 = time.monotonic()
         final = cap.stop()
+        assert time.monotonic() - t0 >= BLOCK_HANDOVER - 0.1
         collector.join(10)
     assert [f[2] for f in collector.frames] == expected
     assert final.captured == len(expected) and final.dropped_kernel == 0
+
+
+def test_immediate_mode_hands_over_each_packet(veth: tuple[str, str]) -> None:
+    ns, iface = veth
+    cap = LiveCapture(iface, netns=ns, immediate=True)
+    assert "--immediate-mode" in cap.command()
+    with cap:
+        collector = _Collector(cap)
+        collector.start()
+        _replay(HTTP, "--topspeed")
+        collector.wait_for(73, timeout=0.9)  # within the block ring's 1 s timeout
+        t0 = time.monotonic()
+        final = cap.stop()
+        assert time.monotonic() - t0 < BLOCK_HANDOVER  # nothing to wait for
+        collector.join(10)
+    assert len(collector.frames) == 73 and final.captured == 73
+
+
+def test_reads_of_a_quiet_pipe_release_the_callers_lock(veth: tuple[str, str]) -> None:
+    """frames(unlocked=LOCK): the caller holds LOCK while it iterates; a read that waits for
+    data lets it go, so another thread (medmon sniff's periodic writer) can take it."""
+    ns, iface = veth
+    lock = threading.Lock()
+    took: list[float] = []
+    with LiveCapture(iface, netns=ns, immediate=True) as cap:
+        lock.acquire()
+        frames = cap.frames(unlocked=lock)
+
+        def writer() -> None:
+            with lock:  # possible only while the reader waits
+                took.append(time.monotonic())
+
+        got: list[object] = []
+
+        def reader() -> None:
+            for frame in frames:
+                got.append(frame)
+            lock.release()
+
+        t = threading.Thread(target=reader, daemon=True)
+        t.start()
+        w = threading.Thread(target=writer, daemon=True)
+        w.start()
+        w.join(5)
+        assert took, "the writer never got the lock while the capture was quiet"
+        _replay(HTTP, "--topspeed")
+        cap.stop()
+        t.join(10)
+    assert len(got) == 73
 
 
 FAKE_TCPDUMP = r'''#!PYTHON

@@ -429,6 +429,18 @@ def test_stdin(compress: bool) -> None:
     assert stats.format == ("pcapng.gz" if compress else "pcapng")
 
 
+def test_a_stream_read_without_digest_is_read_alike_but_not_hashed() -> None:
+    """digest=False (a live capture's pipe): the same frames and counts, no SHA-256."""
+    src = robustness("zeek/tcp_reassembly.pcap")
+    data = src.read_bytes()
+    with CaptureReader("-", stdin=io.BytesIO(data), digest=False) as r:
+        frames = list(r)
+        assert r._stream is not None and r._stream.hasher is None
+    assert frames == read_all(src)[0]
+    assert r.stats.sha256 == "" and r.stats.size == len(data)
+    assert r.stats.packets == len(frames)
+
+
 def test_stdin_trickling_in_small_reads() -> None:
     """A pipe hands out few bytes at a time: records straddle every read."""
 
