@@ -1021,9 +1021,18 @@ def bench(
         medmon bench --mix generic --packets 1000000 --scaling
 
         sudo medmon bench --live --live-budget 600
+
+    SIGTERM stops it as Ctrl-C does: what it started (namespaces, medmon sniff, tcpreplay,
+    temporary files) is removed first.
     """
+    import signal
+
     from monitor.bench import BenchError, format_report, run_bench
 
+    def interrupted(_signo: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
     if live:
         from click.core import ParameterSource
 
