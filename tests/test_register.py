@@ -236,3 +236,28 @@ def test_ctrl_c_mid_replay_records_nothing_and_says_so(tmp_path: Path) -> None:
     with open_register(db, read_only=True) as reg:
         _n, runs = reg.query("SELECT run_id FROM runs")
     assert runs == [(1,)]
+
+
+def test_the_writer_takes_many_rows_a_batch_at_a_time(db: str) -> None:
+    """add_many writes a batch whenever batch_rows are queued (bounded memory), keeps the rest
+    queued, and commit writes it: every row arrives once, in order."""
+    from monitor.register.ingest import RunWriter
+
+    with open_register(db) as reg:
+        writer = RunWriter(reg, batch_rows=1000)
+        run_id = writer.begin(source="test")
+        flushed: list[int] = []
+        real = writer._flush_table
+
+        def counting(table: str) -> None:
+            flushed.append(len(writer._pending.get(table, [])))
+            real(table)
+
+        writer._flush_table = counting  # type: ignore[method-assign]
+        writer.add_many("anomalies", ((run_id, f"name{i}", 1, None, None) for i in range(2500)))
+        assert flushed == [1000, 1000] and writer.pending_rows == 500
+        writer.commit()
+        got = reg.con.execute(
+            "SELECT name FROM anomalies WHERE run_id = ? ORDER BY rowid", [run_id]
+        ).fetchall()
+    assert [g[0] for g in got] == [f"name{i}" for i in range(2500)]

@@ -12,6 +12,7 @@ import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 import pyarrow as pa
@@ -98,9 +99,17 @@ class RunWriter:
             self._flush_table(table)
 
     def add_many(self, table: str, rows: Iterable[tuple[Any, ...]]) -> None:
-        """Queue several rows of one table."""
-        for row in rows:
-            self.add(table, row)
+        """Queue several rows of one table (taken a batch at a time, not row by row)."""
+        it = iter(rows)
+        while True:
+            pending = self._pending.setdefault(table, [])
+            if self.reg is None:
+                pending.extend(it)
+                return
+            pending.extend(islice(it, max(1, self.batch_rows - len(pending))))
+            if len(pending) < self.batch_rows:
+                return
+            self._flush_table(table)
 
     def add_record(self, record: Any) -> None:
         """Queue a record dataclass from :mod:`monitor.records`; its run_id is set here."""
