@@ -708,10 +708,11 @@ def sniff(
 
     span: list[int | None] = [None, None]  # capture times of the first and the last frame
     counted = [0, 0]  # frames and bytes read (the flow table's totals lag behind)
-    # The pipeline's state belongs to whoever holds `busy`: the packet loop, except while a
-    # read of the capture pipe waits for data; the flusher thread takes it then, so that a
-    # quiet network is flushed (and its idle flows ended) on time too. (Released per read, not
-    # per frame: a lock round trip and a check per frame are a tenth of the pipeline's time.)
+    # The pipeline's state belongs to whoever holds `busy`: the packet loop, except during
+    # each read of the capture pipe (a chunk of up to 1 MiB; a read waits there while the
+    # network is quiet); the flusher thread takes it then, so that a quiet network is flushed
+    # (and its idle flows ended) on time too. Released per read rather than per frame: a lock
+    # round trip per packet is a cost the packet loop does not need.
     busy = threading.Lock()
     flusher_error: list[BaseException] = []
 

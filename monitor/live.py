@@ -364,9 +364,10 @@ class LiveCapture:
         Call once, after :meth:`start`. Blocks until tcpdump has written the pcap header (at
         once, with ``-U``). ``self.reader.stats`` counts what was read.
 
-        ``unlocked``: a lock the caller holds while it iterates, released while a read of the
-        pipe waits for data (and only then), so that another thread can use what it guards
-        whenever the capture is idle (``medmon sniff``'s periodic writes).
+        ``unlocked``: a lock the caller holds while it iterates, released during each read of
+        the pipe (and only then; a read waits there while the capture is quiet), so that
+        another thread can use what it guards between chunks and whenever the capture is idle
+        (``medmon sniff``'s periodic writes).
         """
         proc = self._proc
         if proc is None or proc.stdout is None:
@@ -516,7 +517,7 @@ class LiveCapture:
 
 
 class _Unlocked:
-    """The capture pipe, read with ``lock`` released while each read waits (see
+    """The capture pipe, read with ``lock`` released during each read (see
     :meth:`LiveCapture.frames`). Only ``read``: the reader wants nothing else of a stream."""
 
     def __init__(self, raw: BinaryIO, lock: threading.Lock) -> None:
