@@ -30,7 +30,7 @@ from monitor.fingerprint.rules import RuleError, RuleSet, load_rules
 from monitor.flows import FlowConfig
 from monitor.parsers import REGISTRY, ParserSpec
 from monitor.pipeline import Pipeline, ProgressFn, gc_paused, ns_to_datetime
-from monitor.register import RegisterError, open_register
+from monitor.register import Register, RegisterBusy, RegisterError, open_register
 from monitor.register.ingest import (
     RunWriter,
     recorded_captures,
@@ -573,8 +573,23 @@ DEFAULT_FLUSH_SECONDS = 60.0
 #: at every PENDING_CHECK_MASK + 1 frames.
 FLUSH_PENDING_ROWS = 200_000
 PENDING_CHECK_MASK = 4095
-#: The last write of a live run waits this long (seconds) for a reader to let go of the file.
-FINAL_WRITE_WAIT = 30.0
+#: The first and the last write of a live run wait this long (seconds) for another process
+#: (a reader such as ``medmon assets``) to let go of the register.
+REGISTER_WAIT = 30.0
+
+
+def open_when_free(dbpath: str, wait: float) -> Register:
+    """:func:`~monitor.register.open_register`, trying again for up to ``wait`` seconds while
+    another process holds the file (:class:`~monitor.register.RegisterBusy`); any other
+    :class:`~monitor.register.RegisterError` is raised at once."""
+    until = time.monotonic() + wait
+    while True:
+        try:
+            return open_register(dbpath)
+        except RegisterBusy:
+            if time.monotonic() >= until:
+                raise
+            time.sleep(0.25)
 
 
 def sniff(
@@ -607,7 +622,7 @@ def sniff(
     packet arrives), so the register is current and a crash loses at most one interval; the
     register is opened only for those writes, so that ``medmon assets`` and the other readers
     can open it in between (a write that finds a reader holding it is done at the next flush;
-    the last one waits for the reader, up to :data:`FINAL_WRITE_WAIT` seconds). ``reload``
+    the first and the last wait for the reader, up to :data:`REGISTER_WAIT` seconds). ``reload``
     set: the fingerprint rules are read again at the next flush (an invalid file keeps the
     rules in use, with a warning). With ``keep_pcap``, the last
     ``keep_minutes`` minutes of frames are kept as evidence in rolling pcap files there.
@@ -628,7 +643,9 @@ def sniff(
     stop = stop or threading.Event()
     reload = reload or threading.Event()
     source = f"live:{iface}" + (f" filter {bpf!r}" if bpf else "")
-    with open_register(dbpath) as reg:  # the run exists from the start
+    # The run exists from the start (a reader such as `medmon assets` may hold the file for a
+    # moment: a service that starts then waits for it rather than failing).
+    with open_when_free(dbpath, REGISTER_WAIT) as reg:
         writer = RunWriter(reg, batch_rows=1 << 62)
         result.run_id = writer.begin(source=source, command="sniff")
         writer.commit()
@@ -662,18 +679,10 @@ def sniff(
             pipeline.expire(max(time.time_ns(), span[1] or 0))
         cs = live.stats()
         stats = pipeline.stats
-        if final:
-            wait_until = time.monotonic() + FINAL_WRITE_WAIT
-            while True:  # a reader may hold the register for a moment
-                try:
-                    open_register(dbpath).close()
-                    break
-                except RegisterError:
-                    if time.monotonic() >= wait_until:
-                        break  # the write below reports it
-                    time.sleep(0.25)
         try:
-            with open_register(dbpath) as wreg:
+            # A reader may hold the register for a moment: the last write waits for it; the
+            # others try again at the next flush (below).
+            with open_when_free(dbpath, REGISTER_WAIT if final else 0.0) as wreg:
                 writer.attach(wreg)
                 writer.begin_transaction()
                 inventory = pipeline.write_state(

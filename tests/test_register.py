@@ -261,3 +261,26 @@ def test_the_writer_takes_many_rows_a_batch_at_a_time(db: str) -> None:
             "SELECT name FROM anomalies WHERE run_id = ? ORDER BY rowid", [run_id]
         ).fetchall()
     assert [g[0] for g in got] == [f"name{i}" for i in range(2500)]
+
+
+def test_a_live_run_waits_for_a_reader_to_let_go(db: str) -> None:
+    """A reader (medmon assets...) holding the register is RegisterBusy: open_when_free tries
+    again until it lets go (medmon sniff's first and last writes), within its wait."""
+    from monitor.register import RegisterBusy
+
+    open_register(db).close()
+    script = (
+        f"import duckdb,time; c=duckdb.connect({db!r}, read_only=True); print('ok', flush=True);"
+        " time.sleep(1.5)"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ok"
+        with pytest.raises(RegisterBusy):
+            api.open_when_free(db, 0.0)
+        t0 = time.monotonic()
+        api.open_when_free(db, 30.0).close()
+        assert 0.5 < time.monotonic() - t0 < 25
+    finally:
+        holder.kill()
+        holder.wait()

@@ -31,6 +31,11 @@ class RegisterError(Exception):
     """The register cannot be used. ``str()`` is one line naming the file and the fault."""
 
 
+class RegisterBusy(RegisterError):
+    """Another process holds the register (a writer; or a reader, such as ``medmon assets``,
+    while this one wants to write): worth trying again in a moment."""
+
+
 class Register:
     """An open register: a DuckDB connection and what is known about the file."""
 
@@ -70,7 +75,7 @@ def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
         if "lock" in msg.lower():
             holder = re.search(r"PID (\d+)", msg)
             who = f" (process {holder.group(1)})" if holder else ""
-            raise RegisterError(f"{path}: register is in use by another medmon{who}") from None
+            raise RegisterBusy(f"{path}: register is in use by another medmon{who}") from None
         if "not a valid DuckDB database" in msg or "database file" in msg.lower():
             raise RegisterError(f"{path}: not a medmon register (not a DuckDB database)") from None
         raise RegisterError(f"{path}: cannot open register: {_first_line(msg)}") from None
