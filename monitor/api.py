@@ -718,7 +718,7 @@ def sniff(
     span: list[int | None] = [None, None]  # capture times of the first and the last frame
     counted = [0, 0]  # frames and bytes read (the flow table's totals lag behind)
     # The pipeline's state belongs to whoever holds `busy`: the packet loop, except during
-    # each read of the capture pipe (a chunk of up to 1 MiB; a read waits there while the
+    # each read of the capture pipe (a chunk of up to 120 KiB; a read waits there while the
     # network is quiet); the flusher thread takes it then, so that a quiet network is flushed
     # (and its idle flows ended) on time too. Released per read rather than per frame: a lock
     # round trip per packet is a cost the packet loop does not need.
@@ -809,7 +809,7 @@ class CaptureFailed(InputError):
 
 def _forget_run(dbpath: str, run_id: int) -> None:
     """Remove a live run that never captured (its interface could not be opened)."""
-    with open_register(dbpath) as reg:
+    with open_when_free(dbpath, REGISTER_WAIT) as reg:
         reg.con.execute("DELETE FROM runs WHERE run_id = ?", [run_id])
 
 

@@ -1027,12 +1027,29 @@ def bench(
     """
     import signal
 
-    from monitor.bench import BenchError, format_report, run_bench
-
     def interrupted(_signo: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, interrupted)
+    previous = signal.signal(signal.SIGTERM, interrupted)
+    try:
+        _bench(ctx, packets, keep, no_tshark, scaling, mix, fmt, live, live_budget)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _bench(
+    ctx: click.Context,
+    packets: int,
+    keep: str | None,
+    no_tshark: bool,
+    scaling: bool,
+    mix: str,
+    fmt: str,
+    live: bool,
+    live_budget: float,
+) -> None:
+    from monitor.bench import BenchError, format_report, run_bench
+
     if live:
         from click.core import ParameterSource
 

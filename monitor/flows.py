@@ -334,7 +334,7 @@ class FlowTable:
             npk += 1
             nbytes += wirelen
             # Fast path for untagged Ethernet + IPv4 without options + TCP, most of the traffic:
-            # one struct call and two slices instead of decode()'s call, tuple and unpacking,
+            # a few byte reads and two slices instead of decode()'s call, tuple and unpacking,
             # which together cost more than the decoding. Its flow key is the 12 bytes that
             # hold the addresses and ports, its duplicate signature the 20-byte TCP header.
             # tests/test_flows.py checks that it agrees with decode().

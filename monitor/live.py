@@ -26,8 +26,9 @@ a fraction of the CPU it needs per packet otherwise (measured in docs/sensor.md:
 on the same two cores reached 335,000 packets/s instead of 190,000, and medmon's pipeline gets
 that core time). A block is handed over when it is full or when tcpdump's 1 s timeout retires
 it, so a packet reaches medmon up to a second late, which nothing here minds; stopping waits
-:data:`BLOCK_HANDOVER` seconds first (:meth:`LiveCapture.finish`), so that the last, partly
-filled block is handed over rather than lost with tcpdump. ``immediate=True``
+:data:`BLOCK_HANDOVER` seconds first, and for tcpdump to work off a backlog in the ring
+(:meth:`LiveCapture.finish`), so that what the kernel received is handed over rather than lost
+with tcpdump. ``immediate=True``
 (``--immediate-mode``, ``medmon sniff --immediate``) has each packet handed over as it arrives,
 through the TPACKET_V2 ring of fixed-size slots; when the interface has receive or segmentation
 offloads on (GRO, LRO, TSO, GSO), libpcap sizes every slot for a 64 KiB super-frame, so a 64 MiB
@@ -99,6 +100,10 @@ PERMISSION_HINT = "permission denied (run as root or give CAP_NET_RAW and CAP_NE
 BLOCK_HANDOVER = 1.5
 """Seconds a stop waits, in the block ring's mode, before it ends tcpdump: tcpdump asks libpcap
 for a 1 s timeout, after which the kernel hands over a partly filled block (its retire timer)."""
+
+DRAIN_TIMEOUT = 10.0
+"""Seconds a stop waits at most, after the block hand-over, for tcpdump to work off a backlog
+in the kernel ring (:meth:`LiveCapture.finish`)."""
 
 PIPE_BYTES = 1 << 20
 """The capture pipe's size, asked with F_SETPIPE_SZ (Linux's default unprivileged maximum,
@@ -446,17 +451,31 @@ class LiveCapture:
             self._stopping = True
             proc.send_signal(signal.SIGTERM)
 
-    def finish(self) -> None:
-        """End the capture without losing what it received: in the block ring's mode, first
-        wait :data:`BLOCK_HANDOVER` seconds for the kernel to hand tcpdump its last, partly
-        filled block (less if tcpdump ends meanwhile), then :meth:`terminate`. Packets that
-        arrive during that wait are captured too."""
+    def finish(self, drain_timeout: float = DRAIN_TIMEOUT) -> None:
+        """End the capture without losing what the kernel already received, then
+        :meth:`terminate` (tcpdump stops at once on SIGTERM: what is still in the ring is lost).
+
+        In the block ring's mode, first wait :data:`BLOCK_HANDOVER` seconds for the kernel to
+        hand tcpdump its last, partly filled block (less if tcpdump ends meanwhile). Then, in
+        either mode, while tcpdump is behind (the filter received more than it captured and
+        the kernel dropped), wait for it to catch up, as long as it does, up to
+        ``drain_timeout`` seconds; its counters come from :meth:`request_stats`. On a port that
+        is never quiet, the packets of the block being filled at that moment (at most the last
+        second) are still lost, and counted nowhere."""
         proc = self._proc
-        if proc is None or proc.poll() is not None:
+        if proc is None or proc.poll() is not None or self._stopping:
             return
-        if not self.immediate and not self._stopping:
+        if not self.immediate:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(BLOCK_HANDOVER)
+        deadline = time.monotonic() + drain_timeout
+        behind: int | None = None
+        while proc.poll() is None and time.monotonic() < deadline:
+            s = self.request_stats(wait=0.5)
+            backlog = s.received - s.captured - s.dropped_kernel
+            if backlog <= 0 or (behind is not None and backlog >= behind):
+                break  # caught up, or no longer catching up (new traffic keeps it busy)
+            behind = backlog
         self.terminate()
 
     def stop(self, timeout: float = 5.0) -> CaptureStats:

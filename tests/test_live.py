@@ -405,6 +405,7 @@ def test_immediate_mode_hands_over_each_packet(veth: tuple[str, str]) -> None:
         collector.start()
         _replay(HTTP, "--topspeed")
         collector.wait_for(73, timeout=0.9)  # within the block ring's 1 s timeout
+        assert len(collector.frames) == 73
         t0 = time.monotonic()
         final = cap.stop()
         assert time.monotonic() - t0 < BLOCK_HANDOVER  # nothing to wait for

@@ -54,6 +54,8 @@ class RunWriter:
     def __init__(self, reg: Register | None, *, batch_rows: int = 50_000) -> None:
         #: The open register; a live run attaches one only while it writes (:meth:`attach`).
         self.reg: Any = reg
+        if batch_rows < 1:
+            raise ValueError(f"batch_rows must be at least 1, not {batch_rows}")
         self.batch_rows = batch_rows
         self.run_id = 0
         self._pending: dict[str, list[tuple[Any, ...]]] = {}
