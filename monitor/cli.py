@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -1025,6 +1025,44 @@ def bench(
     SIGTERM stops it as Ctrl-C does: what it started (namespaces, medmon sniff, tcpreplay,
     temporary files) is removed first.
     """
+    with _sigterm_interrupts():
+        from monitor.bench import BenchError, format_report, run_bench
+
+        if live:
+            from click.core import ParameterSource
+
+            from monitor.bench import format_live_report, live_bench
+
+            if scaling:
+                raise click.UsageError("--scaling does not go with --live")
+            explicit = ctx.get_parameter_source("mix") != ParameterSource.DEFAULT
+            if explicit and mix != "generic":
+                raise click.UsageError("--live measures the generic mix only")
+
+            def rung(r: Any) -> None:
+                asked = "top speed" if r.rate_asked is None else f"{r.rate_asked:,} pps"
+                verdict = "zero drops" if r.zero_drop else f"{r.dropped:,} dropped"
+                log.info("%s: %s pps sent, %s", asked, f"{r.rate_achieved:,.0f}", verdict)
+
+            try:
+                result = live_bench(packets=packets, keep=keep, budget_s=live_budget, progress=rung)
+            except BenchError as e:
+                _fail(e)
+            _echo_report(result, fmt, format_live_report)
+            return
+        try:
+            report = run_bench(
+                packets=packets, keep=keep, tshark=not no_tshark, scaling=scaling, mix=mix
+            )
+        except BenchError as e:
+            _fail(e)
+        _echo_report(report, fmt, format_report)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt inside the block (so that its cleanup runs, as on
+    Ctrl-C); the previous handler is restored after it."""
     import signal
 
     def interrupted(_signo: int, _frame: object) -> None:
@@ -1032,53 +1070,9 @@ def bench(
 
     previous = signal.signal(signal.SIGTERM, interrupted)
     try:
-        _bench(ctx, packets, keep, no_tshark, scaling, mix, fmt, live, live_budget)
+        yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _bench(
-    ctx: click.Context,
-    packets: int,
-    keep: str | None,
-    no_tshark: bool,
-    scaling: bool,
-    mix: str,
-    fmt: str,
-    live: bool,
-    live_budget: float,
-) -> None:
-    from monitor.bench import BenchError, format_report, run_bench
-
-    if live:
-        from click.core import ParameterSource
-
-        from monitor.bench import format_live_report, live_bench
-
-        if scaling:
-            raise click.UsageError("--scaling does not go with --live")
-        explicit = ctx.get_parameter_source("mix") != ParameterSource.DEFAULT
-        if explicit and mix != "generic":
-            raise click.UsageError("--live measures the generic mix only")
-
-        def rung(r: Any) -> None:
-            asked = "top speed" if r.rate_asked is None else f"{r.rate_asked:,} pps"
-            verdict = "zero drops" if r.zero_drop else f"{r.dropped:,} dropped"
-            log.info("%s: %s pps sent, %s", asked, f"{r.rate_achieved:,.0f}", verdict)
-
-        try:
-            result = live_bench(packets=packets, keep=keep, budget_s=live_budget, progress=rung)
-        except BenchError as e:
-            _fail(e)
-        _echo_report(result, fmt, format_live_report)
-        return
-    try:
-        report = run_bench(
-            packets=packets, keep=keep, tshark=not no_tshark, scaling=scaling, mix=mix
-        )
-    except BenchError as e:
-        _fail(e)
-    _echo_report(report, fmt, format_report)
 
 
 def _echo_report(report: Any, fmt: str, as_text: Callable[[Any], str]) -> None:
