@@ -47,6 +47,8 @@ COMPILED = (
     "monitor/parsers/ssh.py",
     "monitor/parsers/smb.py",
 )
+#: Hand-written C extensions, built with the compiled modules (their digests are checked too).
+C_EXTENSIONS = {"monitor._flowcore": "monitor/_flowcore.c"}
 HERE = Path(__file__).resolve().parent
 
 
@@ -106,9 +108,16 @@ def _ext_modules() -> list:
     except ImportError:
         _skip("mypyc is not available")
         return []
-    digests = {name: hashlib.sha256((HERE / name).read_bytes()).hexdigest() for name in COMPILED}
+    from setuptools import Extension
+
+    sources = (*COMPILED, *C_EXTENSIONS.values())
+    digests = {name: hashlib.sha256((HERE / name).read_bytes()).hexdigest() for name in sources}
     (HERE / "monitor" / "_compiled.json").write_text(json.dumps(digests, indent=1) + "\n")
-    return mypycify(list(COMPILED), opt_level="3", group_name="monitor_native")
+    native = [
+        Extension(name, [source], extra_compile_args=["-O2"])
+        for name, source in C_EXTENSIONS.items()
+    ]
+    return mypycify(list(COMPILED), opt_level="3", group_name="monitor_native") + native
 
 
 setup(

@@ -46,6 +46,10 @@ _NATIVE = (
 )
 
 
+#: Hand-written C built with them (setup.py C_EXTENSIONS); used only when fresh, like them.
+_NATIVE_C = ("_flowcore.c",)
+
+
 class _PlainSources(importlib.abc.MetaPathFinder):
     """Finds the compiled modules' plain sources ahead of the stale compiled versions."""
 
@@ -74,7 +78,7 @@ def _choose_implementation() -> bool:
             digests = {}
         fresh = all(
             digests.get(f"monitor/{rel}") == hashlib.sha256((here / rel).read_bytes()).hexdigest()
-            for rel in _NATIVE
+            for rel in (*_NATIVE, *_NATIVE_C)
         )
     if not fresh:  # import the plain sources instead of the compiled modules
         sys.meta_path.insert(0, _PlainSources(here))

@@ -53,6 +53,24 @@ from monitor.decode import (
 NS = 1_000_000_000
 
 _PORTS = struct.Struct("!HH").pack
+_SIG_TAIL = struct.Struct("!IIIIII").pack
+
+
+def _load_core() -> Any:
+    """The C fast lane, when it was built with the compiled modules (setup.py) and they are in
+    use (an edited checkout or MEDMON_PURE_PYTHON=1 runs plain Python: see monitor/__init__)."""
+    import monitor
+
+    if not monitor.COMPILED:
+        return None
+    try:
+        from monitor import _flowcore as core
+    except ImportError:
+        return None
+    return core
+
+
+_flowcore = _load_core()
 
 PROTO_NAMES = {PROTO_TCP: "tcp", PROTO_UDP: "udp", PROTO_ICMP: "icmp", PROTO_ICMPV6: "icmp6"}
 _ICMP_REPLIES = frozenset((0, 14, 16, 18, 129))  # echo/timestamp/info/mask replies, ICMPv6 echo
@@ -218,6 +236,40 @@ def mac_text(raw: bytes) -> str:
     return raw.hex(":") if raw else ""
 
 
+def signature(
+    src: bytes, ip_id: int, ip_len: int, csum: int, seq: int, ack: int, frag: int
+) -> bytes:
+    """A packet's SPAN-duplicate signature when it has no full TCP header to serve as one (the
+    header's 20 bytes are the signature of every other TCP packet): its source, IP id and
+    length, L4 checksum, TCP seq/ack and fragment kind. The C fast lane builds the same bytes
+    (monitor/_flowcore.c, parse())."""
+    return b"\x00" + src + _SIG_TAIL(ip_id, ip_len, csum, seq, ack, frag)
+
+
+class SignatureWindow:
+    """The signatures of the packets seen in the last one to two ``window_ns`` of capture time:
+    two generations, the older dropped at each rotation, bound the memory. The fast lane keeps
+    its own in C; this one serves the plain-Python table."""
+
+    def __init__(self, window_ns: int) -> None:
+        self.window = window_ns
+        self._recent: set[bytes] = set()
+        self._older: set[bytes] = set()
+        self._rotate_at = 0
+
+    def seen(self, sig: bytes, ts: int) -> bool:
+        """Whether ``sig`` was seen within the window before capture time ``ts`` (and
+        remember it)."""
+        if ts >= self._rotate_at:
+            self._older = self._recent
+            self._recent = set()
+            self._rotate_at = ts + self.window
+        if sig in self._recent or sig in self._older:
+            return True
+        self._recent.add(sig)
+        return False
+
+
 @dataclass
 class TableStats:
     """What the flow table saw, for the run's totals."""
@@ -246,7 +298,10 @@ class FlowTable:
         config: FlowConfig | None = None,
         on_unsupported: Callable[[int], None] | None = None,
         observer: Any = None,
+        fast_lane: bool = True,
     ) -> None:
+        """``fast_lane``: use the C fast lane when it was built (False: plain Python only,
+        for comparisons)."""
         self.sink = sink
         self.streams = streams
         #: An :class:`monitor.observations.ObservationCollector` (or None): gets SYN traits,
@@ -260,57 +315,97 @@ class FlowTable:
         self._index: dict[bytes, tuple[Flow, bool]] = {}
         self.stats = TableStats()
         self._frags: dict[tuple[Any, ...], tuple[Flow, int]] = {}
-        self._recent: set[Any] = set()
-        self._older: set[Any] = set()
-        self._rotate_at = 0
+        cfg = self.config
+        window = int(cfg.dedup_window * NS)
+        self._tcp_idle = int(cfg.tcp_idle * NS)
+        self._udp_idle = int(cfg.udp_idle * NS)
+        self._other_idle = int(cfg.other_idle * NS)
+        self._sweep_every = int(cfg.sweep_every * NS)
+        self._udp_ports: frozenset[int] = (
+            observer.udp_ports if observer is not None else frozenset()
+        )
         self._sweep_at_ns = 0
         self._sweep_after_packets = 0
+        #: The C fast lane (None: everything runs in Python). It owns the duplicate window.
+        self._core: Any = None
+        if fast_lane and _flowcore is not None:
+            self._core = _flowcore.Core(
+                window,
+                self._tcp_idle,
+                self._udp_idle,
+                self._udp_ports,
+                streams.tcp if streams is not None else None,
+                observer.datagram if observer is not None else None,
+            )
+            self._seen: Callable[[bytes, int], bool] = self._core.seen
+        else:
+            self._seen = SignatureWindow(window).seen
 
-    # The hot loop. Everything per packet is inlined here on purpose: a Python function call
-    # costs as much as decoding a header, and this runs for every packet of a capture.
     def process(
         self,
         frames: Iterable[tuple[int, int, bytes, int]],
         progress: Callable[[TableStats, int], None] | None = None,
         progress_every: int = 1 << 16,
     ) -> None:
-        """Count every frame of ``frames`` into the table."""
+        """Count every frame of ``frames`` into the table.
+
+        With the C fast lane (:mod:`monitor._flowcore`) the core pulls the frames and calls
+        :meth:`_frame` only for those it leaves to Python; without it, every frame goes
+        through :meth:`_frame`. Either way, every ``check_every`` packets the table reports
+        progress and sweeps timeouts."""
         cfg = self.config
         stats = self.stats
-        flows = self.flows
-        index_get = self._index.get
-        frags = self._frags
-        streams = self.streams
-        stream_tcp = streams.tcp if streams is not None else None
-        observer = self.observer
-        obs_syn = observer.syn if observer is not None else None
-        obs_datagram = observer.datagram if observer is not None else None
-        udp_ports: frozenset[int] = observer.udp_ports if observer is not None else frozenset()
-        window = int(cfg.dedup_window * NS)
-        recent = self._recent
-        older = self._older
-        recent_add = recent.add
-        rotate_at = self._rotate_at
-        anomalies = stats.anomalies
         npk = stats.packets
         nbytes = stats.bytes
         # Progress reports and timeout sweeps are looked at together, every `check_every`.
         check_every = max(1, min(progress_every, cfg.sweep_min_packets or 1))
         next_check = npk + check_every
         next_progress = npk + progress_every
-        sweep_at = self._sweep_at_ns
-        sweep_after = self._sweep_after_packets
-        tcp_idle_ns = int(cfg.tcp_idle * NS)
-        udp_idle_ns = int(cfg.udp_idle * NS)
-        other_idle_ns = int(cfg.other_idle * NS)
-        sweep_every = int(cfg.sweep_every * NS)
-        sweep_min = cfg.sweep_min_packets
+        core = self._core
+        frame = self._frame
+        it = iter(frames)
         ts = 0
-        # Declared types of the loop's locals: no cost in CPython, and when this module is
-        # compiled with mypyc (see setup.py) they let it work on unboxed machine integers.
-        linktype: int
-        data: bytes
-        wirelen: int
+        while True:
+            if core is not None:
+                npk, nbytes, ts, more = core.run(it, frame, npk, nbytes, next_check)
+                stats.duplicates += core.take_duplicates()
+            else:
+                more = False
+                for ts, linktype, data, wirelen in it:
+                    npk += 1
+                    nbytes += wirelen
+                    if frame(ts, linktype, data, wirelen, npk, False) and npk >= next_check:
+                        more = True
+                        break
+            stats.packets, stats.bytes = npk, nbytes
+            if not more:
+                break
+            next_check = npk + check_every
+            if npk >= next_progress:
+                next_progress = npk + progress_every
+                if progress is not None:
+                    progress(stats, len(self.flows))
+            if ts >= self._sweep_at_ns and npk >= self._sweep_after_packets:
+                self._sweep(ts)
+                self._sweep_at_ns = ts + self._sweep_every
+                # Amortise: a sweep walks every flow, so wait for at least as many packets.
+                self._sweep_after_packets = npk + max(cfg.sweep_min_packets, 2 * len(self.flows))
+
+    # Everything per packet is inlined here on purpose: a Python function call costs as much
+    # as decoding a header, and this runs for every packet the C fast lane leaves to Python
+    # (and for every packet without it).
+    def _frame(
+        self, ts: int, linktype: int, data: bytes, wirelen: int, npk: int, checked: bool
+    ) -> bool:
+        """Count one frame (the ``npk``-th) into the table. ``checked``: the fast lane has done
+        the duplicate check. Returns whether the frame went through to the end (counted into
+        a flow), after which the caller may do its periodic work."""
+        stats = self.stats
+        anomalies = stats.anomalies
+        observer = self.observer
+        core = self._core
+        # Declared types of the locals: no cost in CPython, and when this module is compiled
+        # with mypyc (see setup.py) they let it work on unboxed machine integers.
         ip_len: int
         frag: int
         sport: int
@@ -322,6 +417,7 @@ class FlowTable:
         poff: int
         proto: int
         key: bytes
+        sig: bytes
         end: int
         idle: int
         from_client: bool
@@ -330,200 +426,175 @@ class FlowTable:
         src: bytes
         dst: bytes
         l4off: int
-        for ts, linktype, data, wirelen in frames:
-            npk += 1
-            nbytes += wirelen
-            # Fast path for untagged Ethernet + IPv4 without options + TCP, most of the traffic:
-            # a few byte reads and two slices instead of decode()'s call, tuple and unpacking,
-            # which together cost more than the decoding. Its flow key is the 12 bytes that
-            # hold the addresses and ports, its duplicate signature the 20-byte TCP header.
-            # tests/test_flows.py checks that it agrees with decode().
-            if (
-                linktype == 1
-                and len(data) >= 54
-                and data[14] == 0x45
-                and data[12] == 8
-                and data[13] == 0
-                and data[23] == 6
-            ):
-                # Read byte by byte: compiled, these are machine-integer operations, cheaper
-                # than a struct call and its tuple of seven int objects.
-                ip_len = data[16] << 8 | data[17]
-                frag = data[20] << 8 | data[21]
-                sport = data[34] << 8 | data[35]
-                dport = data[36] << 8 | data[37]
-                seq = data[38] << 24 | data[39] << 16 | data[40] << 8 | data[41]
-                hlen = (data[46] >> 4) << 2
-                flags = data[47]
-                end = 14 + ip_len
-                if end > len(data):
-                    end = len(data)
-                plen = end - 34 - hlen
-                if frag & 0x3FFF or hlen < 20 or plen < 0 or ip_len < 20:
-                    frag = -1  # not for the fast path after all
-                else:
-                    frag = 0
-                    proto = 6
-                    poff = 34 + hlen
-                    key = data[26:38]
-                    sig: Any = data[34:54]
-                    l4off = 34
-                    raw = None
+        # Fast path for untagged Ethernet + IPv4 without options + TCP, most of the traffic:
+        # a few byte reads and two slices instead of decode()'s call, tuple and unpacking,
+        # which together cost more than the decoding. Its flow key is the 12 bytes that
+        # hold the addresses and ports, its duplicate signature the 20-byte TCP header.
+        # tests/test_flows.py checks that it agrees with decode().
+        if (
+            linktype == 1
+            and len(data) >= 54
+            and data[14] == 0x45
+            and data[12] == 8
+            and data[13] == 0
+            and data[23] == 6
+        ):
+            # Read byte by byte: compiled, these are machine-integer operations, cheaper
+            # than a struct call and its tuple of seven int objects.
+            ip_len = data[16] << 8 | data[17]
+            frag = data[20] << 8 | data[21]
+            sport = data[34] << 8 | data[35]
+            dport = data[36] << 8 | data[37]
+            seq = data[38] << 24 | data[39] << 16 | data[40] << 8 | data[41]
+            hlen = (data[46] >> 4) << 2
+            flags = data[47]
+            end = 14 + ip_len
+            if end > len(data):
+                end = len(data)
+            plen = end - 34 - hlen
+            if frag & 0x3FFF or hlen < 20 or plen < 0 or ip_len < 20:
+                frag = -1  # not for the fast path after all
             else:
-                frag = -1
-            if frag:
-                raw = p = decode(linktype, data)
-                if p is None:
-                    anomalies["frame.linktype_unsupported"] += 1
-                    stats.unsupported[linktype] += 1
-                    if self.on_unsupported is not None and stats.unsupported[linktype] == 1:
-                        self.on_unsupported(linktype)
-                    continue
-                (_smac, _dmac, _vlan, _etype, ipv, src, dst, proto, _ttl, ip_id, frag, sport,
-                 dport, flags, seq, ack, csum, l4off, poff, plen, ip_len, anomaly) = p  # fmt: skip
-                if anomaly is not None:
-                    anomalies[anomaly] += 1
-                    if anomaly not in stats.anomaly_first:
-                        stats.anomaly_first[anomaly] = (ts, npk)
-                if not ipv:
-                    stats.non_ip += 1
-                    if _etype == 0x0806 and observer is not None:
-                        observer.arp(ts, _smac, src)
-                    continue
-                if proto == 6 and poff - l4off >= 20 and not frag:
-                    sig = data[l4off : l4off + 20]  # as the fast path's
-                else:
-                    sig = (src, ip_id, ip_len, csum, seq, ack, frag)
-                if frag == FRAG_LATER:
-                    key = b""
-                elif proto == 6:
-                    key = src + dst + _PORTS(sport & 0xFFFF, dport & 0xFFFF)
-                elif proto == 17:
-                    key = src + dst + _PORTS(sport & 0xFFFF, dport & 0xFFFF) + b"\x11"
-                else:  # ICMP type/code and other protocols: one flow per address pair
-                    key = src + dst + bytes((proto,))
-            # SPAN duplicates: the same packet again within the window. Two generations of
-            # signatures, the older dropped every window, bound the memory; a signature is
-            # remembered for one to two windows.
-            if ts >= rotate_at:
-                older = recent
-                recent = set()
-                recent_add = recent.add
-                rotate_at = ts + window
-            if sig in recent or sig in older:
-                stats.duplicates += 1
-                continue
-            recent_add(sig)
-            if frag:
-                stats.fragments += 1
-                if frag == FRAG_LATER:
-                    hit = frags.get((src, dst, proto, ip_id))
-                    if hit is None:
-                        anomalies["ip.fragment_orphan"] += 1
-                        if "ip.fragment_orphan" not in stats.anomaly_first:
-                            stats.anomaly_first["ip.fragment_orphan"] = (ts, npk)
-                        stats.no_flow += 1
-                        continue
-                    f = hit[0]
-                    if flows.get(f.ckey) is not f:  # the flow ended meanwhile
-                        stats.no_flow += 1
-                        continue
-                    f.last_ns = ts
-                    if src == f.client_ip:
-                        f.packets_to_server += 1
-                        f.bytes_to_server += wirelen
-                        f.payload_to_server += plen
-                    else:
-                        f.packets_to_client += 1
-                        f.bytes_to_client += wirelen
-                        f.payload_to_client += plen
-                    continue
-                if sport < 0:
+                frag = 0
+                proto = 6
+                poff = 34 + hlen
+                key = data[26:38]
+                sig = data[34:54]
+                l4off = 34
+                raw = None
+        else:
+            frag = -1
+        if frag:
+            raw = p = decode(linktype, data)
+            if p is None:
+                anomalies["frame.linktype_unsupported"] += 1
+                stats.unsupported[linktype] += 1
+                if self.on_unsupported is not None and stats.unsupported[linktype] == 1:
+                    self.on_unsupported(linktype)
+                return False
+            (_smac, _dmac, _vlan, _etype, ipv, src, dst, proto, _ttl, ip_id, frag, sport,
+             dport, flags, seq, ack, csum, l4off, poff, plen, ip_len, anomaly) = p  # fmt: skip
+            if anomaly is not None:
+                anomalies[anomaly] += 1
+                if anomaly not in stats.anomaly_first:
+                    stats.anomaly_first[anomaly] = (ts, npk)
+            if not ipv:
+                stats.non_ip += 1
+                if _etype == 0x0806 and observer is not None:
+                    observer.arp(ts, _smac, src)
+                return False
+            if proto == 6 and poff - l4off >= 20 and not frag:
+                sig = data[l4off : l4off + 20]  # as the fast path's
+            else:
+                sig = signature(src, ip_id, ip_len, csum, seq, ack, frag)
+            if frag == FRAG_LATER:
+                key = b""
+            elif proto == 6:
+                key = src + dst + _PORTS(sport & 0xFFFF, dport & 0xFFFF)
+            elif proto == 17:
+                key = src + dst + _PORTS(sport & 0xFFFF, dport & 0xFFFF) + b"\x11"
+            else:  # ICMP type/code and other protocols: one flow per address pair
+                key = src + dst + bytes((proto,))
+        # SPAN duplicates: the same packet again within the window (see SignatureWindow).
+        if not checked and self._seen(sig, ts):
+            stats.duplicates += 1
+            return False
+        if frag:
+            stats.fragments += 1
+            if frag == FRAG_LATER:
+                hit = self._frags.get((src, dst, proto, ip_id))
+                if hit is None:
+                    anomalies["ip.fragment_orphan"] += 1
+                    if "ip.fragment_orphan" not in stats.anomaly_first:
+                        stats.anomaly_first["ip.fragment_orphan"] = (ts, npk)
                     stats.no_flow += 1
-                    continue
-            elif sport < 0:
+                    return False
+                f = hit[0]
+                if self.flows.get(f.ckey) is not f:  # the flow ended meanwhile
+                    stats.no_flow += 1
+                    return False
+                if core is not None:
+                    core.settle(f.ckey)
+                f.last_ns = ts
+                if src == f.client_ip:
+                    f.packets_to_server += 1
+                    f.bytes_to_server += wirelen
+                    f.payload_to_server += plen
+                else:
+                    f.packets_to_client += 1
+                    f.bytes_to_client += wirelen
+                    f.payload_to_client += plen
+                return False
+            if sport < 0:
                 stats.no_flow += 1
-                continue
-            hit = index_get(key)
-            if hit is not None:
-                fl, from_client = hit
-                # Timeouts are enforced here too, not only by sweeps: a conversation that
-                # resumes after its idle timeout is a new flow.
-                idle = ts - fl.last_ns
-                if proto == 6:
-                    if idle > tcp_idle_ns:
-                        self._end(fl, "idle")
-                        hit = None
-                    elif (
-                        flags & SYN
-                        and not flags & ACK
-                        and (fl.flags_client | fl.flags_server) & (FIN | RST)
-                        and seq != fl.isn_client
-                    ):
-                        self._end(fl, "closed")  # the ports were reused for a new connection
-                        hit = None
-                elif idle > (udp_idle_ns if proto == 17 else other_idle_ns):
+                return False
+        elif sport < 0:
+            stats.no_flow += 1
+            return False
+        hit = self._index.get(key)
+        if hit is not None:
+            fl, from_client = hit
+            if core is not None and not checked:
+                core.settle(key)  # the fast lane's counts of this flow, before reading them
+            # Timeouts are enforced here too, not only by sweeps: a conversation that
+            # resumes after its idle timeout is a new flow.
+            idle = ts - fl.last_ns
+            if proto == 6:
+                if idle > self._tcp_idle:
                     self._end(fl, "idle")
                     hit = None
-            if hit is None:
-                fl = self._new_flow(data, key, proto, sport, dport, flags, ts, raw)
-                from_client = fl.ckey == key
-            else:
-                fl.last_ns = ts
-            if frag:
-                frags[(src, dst, proto, ip_id)] = (fl, ts)
-            if from_client:
-                fl.packets_to_server += 1
-                fl.bytes_to_server += wirelen
-                fl.payload_to_server += plen
-                fl.flags_client |= flags
-            else:
-                fl.packets_to_client += 1
-                fl.bytes_to_client += wirelen
-                fl.payload_to_client += plen
-                fl.flags_server |= flags
-            if proto == 6:
-                if flags & SYN:
-                    if from_client:
-                        if not flags & ACK:
-                            fl.isn_client = seq
-                            if obs_syn is not None:
-                                if raw is None:
-                                    obs_syn(fl, True, ts, data[22], data[34:poff])
-                                else:
-                                    obs_syn(fl, True, ts, raw[8], data[l4off:poff])
-                    elif flags & ACK:
-                        fl.isn_server = seq
-                        if obs_syn is not None:
-                            if raw is None:
-                                obs_syn(fl, False, ts, data[22], data[34:poff])
-                            else:
-                                obs_syn(fl, False, ts, raw[8], data[l4off:poff])
-                if fl.stream is not False and stream_tcp is not None:
-                    stream_tcp(fl, from_client, ts, seq, flags, data[poff : poff + plen])
-            elif (
-                proto == 17
-                and obs_datagram is not None
-                and (dport in udp_ports or sport in udp_ports)
-            ):
-                app = obs_datagram(fl, from_client, ts, sport, dport, data[poff : poff + plen])
-                if app is not None and fl.app is None:
-                    fl.app = app
-            if npk >= next_check:
-                next_check = npk + check_every
-                stats.packets, stats.bytes = npk, nbytes
-                if npk >= next_progress:
-                    next_progress = npk + progress_every
-                    if progress is not None:
-                        progress(stats, len(flows))
-                if ts >= sweep_at and npk >= sweep_after:
-                    self._sweep(ts)
-                    sweep_at = ts + sweep_every
-                    # Amortise: a sweep walks every flow, so wait for at least as many packets.
-                    sweep_after = npk + max(sweep_min, 2 * len(flows))
-        stats.packets, stats.bytes = npk, nbytes
-        self._recent, self._older, self._rotate_at = recent, older, rotate_at
-        self._sweep_at_ns, self._sweep_after_packets = sweep_at, sweep_after
+                elif (
+                    flags & SYN
+                    and not flags & ACK
+                    and (fl.flags_client | fl.flags_server) & (FIN | RST)
+                    and seq != fl.isn_client
+                ):
+                    self._end(fl, "closed")  # the ports were reused for a new connection
+                    hit = None
+            elif idle > (self._udp_idle if proto == 17 else self._other_idle):
+                self._end(fl, "idle")
+                hit = None
+        if hit is None:
+            fl = self._new_flow(data, key, proto, sport, dport, flags, ts, raw)
+            from_client = fl.ckey == key
+        else:
+            fl.last_ns = ts
+        if frag:
+            self._frags[(src, dst, proto, ip_id)] = (fl, ts)
+        if from_client:
+            fl.packets_to_server += 1
+            fl.bytes_to_server += wirelen
+            fl.payload_to_server += plen
+            fl.flags_client |= flags
+        else:
+            fl.packets_to_client += 1
+            fl.bytes_to_client += wirelen
+            fl.payload_to_client += plen
+            fl.flags_server |= flags
+        if proto == 6:
+            if flags & SYN:
+                if from_client:
+                    if not flags & ACK:
+                        fl.isn_client = seq
+                        if observer is not None:
+                            observer.syn(fl, True, ts, data[22] if raw is None else raw[8],
+                                         data[l4off:poff])  # fmt: skip
+                elif flags & ACK:
+                    fl.isn_server = seq
+                    if observer is not None:
+                        observer.syn(fl, False, ts, data[22] if raw is None else raw[8],
+                                     data[l4off:poff])  # fmt: skip
+            if fl.stream is not False and self.streams is not None:
+                self.streams.tcp(fl, from_client, ts, seq, flags, data[poff : poff + plen])
+        elif (
+            proto == 17
+            and observer is not None
+            and (dport in self._udp_ports or sport in self._udp_ports)
+        ):
+            app = observer.datagram(fl, from_client, ts, sport, dport, data[poff : poff + plen])
+            if app is not None and fl.app is None:
+                fl.app = app
+        return True
 
     def _new_flow(
         self,
@@ -559,6 +630,8 @@ class FlowTable:
         self.flows[f.ckey] = f
         self._index[f.ckey] = (f, True)
         self._index[f.skey] = (f, False)
+        if self._core is not None:
+            self._core.add(f.ckey, f.skey, f, ts)
         if len(self.flows) > self.config.max_flows:
             self._evict(ts)
         return f
@@ -570,6 +643,8 @@ class FlowTable:
             del self.flows[f.ckey]
             del self._index[f.ckey]
             self._index.pop(f.skey, None)  # the same key when a host talks to itself
+            if self._core is not None:
+                self._core.remove(f.ckey, f.skey)  # settles its counts first
         if f.stream is not None and f.stream is not False and self.streams is not None:
             self.streams.close(f)
         self.stats.flows += 1
@@ -590,6 +665,8 @@ class FlowTable:
         linger_cut = now_ns - int(cfg.closed_linger * NS)
         abs_cut = now_ns - int(cfg.absolute * NS)
         ended: list[tuple[Flow, str]] = []
+        if self._core is not None:
+            self._core.settle_all()
         for f in self.flows.values():
             last = f.last_ns
             if f.proto == 6:
@@ -628,6 +705,8 @@ class FlowTable:
 
     def flush(self) -> None:
         """End every live flow (end of input), oldest first."""
+        if self._core is not None:
+            self._core.settle_all()
         for f in sorted(self.flows.values(), key=lambda f: f.first_ns):
             self._end(f, "end")
         self._frags.clear()

@@ -1,0 +1,1022 @@
+/* monitor._flowcore: the flow table's per-packet fast lane, in C.
+ *
+ * Why C: after the mypyc build, what is left of the flow loop's cost is CPython's object model
+ * (perf: dict and set lookups on freshly sliced bytes keys, allocating and freeing per-packet
+ * objects). This module does the part of monitor/flows.py that runs for most packets with no
+ * Python object at all: it decodes the common encapsulations (decode()'s own fast path:
+ * Ethernet with at most one 802.1Q tag, IPv4 without options and not fragmented or IPv6
+ * without extension headers, TCP or UDP with the header captured), drops SPAN duplicates
+ * against a two-generation signature window, finds the packet's flow in an open-addressing
+ * index mirrored from FlowTable._index, and counts the packet into per-flow pending deltas.
+ * TCP payload of flows the stream manager still wants, and UDP datagrams of the observer's
+ * ports, are handed to the same Python callbacks the Python loop calls.
+ *
+ * Everything else (a frame it cannot decode, a flow's first packet, a SYN, an idle timeout)
+ * goes to the Python handler, FlowTable._frame, in capture order, after the flow's pending
+ * deltas have been written into its Flow object ("settled"). The Python FlowTable stays the
+ * owner of every flow: it tells the core of each flow it starts (add) and ends (remove), and
+ * settles all flows before it sweeps. With this module absent (no C compiler, or
+ * MEDMON_PURE_PYTHON=1) the same FlowTable runs everything in Python; tests/test_flows.py
+ * checks that both give the same flows.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define KEY_MAX 40 /* 16 + 16 + 4 + 1 */
+#define SIG_MAX 48 /* 1 + 16 + 24 */
+
+/* ---- hashing ------------------------------------------------------------------------- */
+
+static inline uint64_t load64(const uint8_t *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static inline uint64_t mix64(uint64_t h) {
+    h ^= h >> 32;
+    h *= 0xd6e8feb86659fd93ULL;
+    h ^= h >> 32;
+    h *= 0xd6e8feb86659fd93ULL;
+    h ^= h >> 32;
+    return h;
+}
+
+static uint64_t hash_bytes(const uint8_t *p, size_t n) {
+    uint64_t h = 0x9e3779b97f4a7c15ULL ^ (n * 0xff51afd7ed558ccdULL);
+    while (n >= 8) {
+        h = (h ^ load64(p)) * 0x9fb21c651e98df25ULL;
+        h ^= h >> 29;
+        p += 8;
+        n -= 8;
+    }
+    if (n) {
+        uint64_t v = 0;
+        memcpy(&v, p, n);
+        h = (h ^ v) * 0x9fb21c651e98df25ULL;
+    }
+    return mix64(h) | 1; /* never 0: 0 marks an empty slot */
+}
+
+/* ---- the signature window (SPAN duplicates) -------------------------------------------- */
+
+typedef struct {
+    uint64_t *hashes; /* 0: empty */
+    uint32_t *ids;    /* index into arena, stride SIG_MAX + 1 (length byte first) */
+    uint8_t *arena;
+    size_t cap, count, arena_cap;
+} Gen;
+
+static int gen_init(Gen *g, size_t cap) {
+    g->hashes = PyMem_Calloc(cap, sizeof(uint64_t));
+    g->ids = PyMem_Malloc(cap * sizeof(uint32_t));
+    g->arena_cap = cap / 2;
+    g->arena = PyMem_Malloc(g->arena_cap * (SIG_MAX + 1));
+    g->cap = cap;
+    g->count = 0;
+    if (!g->hashes || !g->ids || !g->arena) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+static void gen_free(Gen *g) {
+    PyMem_Free(g->hashes);
+    PyMem_Free(g->ids);
+    PyMem_Free(g->arena);
+    g->hashes = NULL;
+    g->ids = NULL;
+    g->arena = NULL;
+}
+
+static int gen_has(const Gen *g, uint64_t h, const uint8_t *sig, size_t n) {
+    size_t mask = g->cap - 1;
+    size_t i = h & mask;
+    for (;;) {
+        uint64_t hh = g->hashes[i];
+        if (hh == 0)
+            return 0;
+        if (hh == h) {
+            const uint8_t *s = g->arena + (size_t)g->ids[i] * (SIG_MAX + 1);
+            if (s[0] == n && memcmp(s + 1, sig, n) == 0)
+                return 1;
+        }
+        i = (i + 1) & mask;
+    }
+}
+
+static void gen_put_slot(Gen *g, uint64_t h, uint32_t id) {
+    size_t mask = g->cap - 1;
+    size_t i = h & mask;
+    while (g->hashes[i])
+        i = (i + 1) & mask;
+    g->hashes[i] = h;
+    g->ids[i] = id;
+}
+
+static int gen_add(Gen *g, uint64_t h, const uint8_t *sig, size_t n) {
+    if ((g->count + 1) * 2 > g->cap) {
+        size_t ncap = g->cap * 2;
+        uint64_t *oh = g->hashes;
+        uint32_t *oi = g->ids;
+        size_t ocap = g->cap;
+        g->hashes = PyMem_Calloc(ncap, sizeof(uint64_t));
+        g->ids = PyMem_Malloc(ncap * sizeof(uint32_t));
+        if (!g->hashes || !g->ids) {
+            PyMem_Free(g->hashes);
+            PyMem_Free(g->ids);
+            g->hashes = oh;
+            g->ids = oi;
+            PyErr_NoMemory();
+            return -1;
+        }
+        g->cap = ncap;
+        for (size_t i = 0; i < ocap; i++)
+            if (oh[i])
+                gen_put_slot(g, oh[i], oi[i]);
+        PyMem_Free(oh);
+        PyMem_Free(oi);
+    }
+    if (g->count >= g->arena_cap) {
+        size_t ncap = g->arena_cap * 2;
+        uint8_t *a = PyMem_Realloc(g->arena, ncap * (SIG_MAX + 1));
+        if (!a) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        g->arena = a;
+        g->arena_cap = ncap;
+    }
+    uint32_t id = (uint32_t)g->count++;
+    uint8_t *s = g->arena + (size_t)id * (SIG_MAX + 1);
+    s[0] = (uint8_t)n;
+    memcpy(s + 1, sig, n);
+    gen_put_slot(g, h, id);
+    return 0;
+}
+
+static void gen_clear(Gen *g) {
+    if (g->count) {
+        memset(g->hashes, 0, g->cap * sizeof(uint64_t));
+        g->count = 0;
+    }
+}
+
+/* ---- flows -------------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject *flow; /* the Flow (a strong reference); NULL: a free entry */
+    int64_t last_ns;
+    int64_t pk[2], by[2], pl[2]; /* pending: [0] client -> server, [1] server -> client */
+    uint8_t fl[2];               /* pending TCP flags: [0] the client's, [1] the server's */
+    uint8_t dirty;
+    uint8_t wants; /* TCP: the stream manager still wants this flow's payload */
+    uint8_t klen[2];
+    uint8_t key[2][KEY_MAX]; /* [0] the client -> server key, [1] server -> client */
+    uint32_t next_free;
+} Entry;
+
+typedef struct {
+    uint64_t hash; /* 0: empty */
+    uint32_t ref;  /* entry index << 1 | direction (0: client -> server) */
+} Slot;
+
+typedef struct {
+    PyObject_HEAD
+    int64_t window, tcp_idle, udp_idle;
+    uint8_t udp_ports[8192];
+    PyObject *stream_tcp;   /* StreamManager.tcp or NULL */
+    PyObject *obs_datagram; /* ObservationCollector.datagram or NULL */
+    Gen gens[2];
+    int cur;
+    int64_t rotate_at;
+    Slot *slots;
+    size_t cap, used;
+    Entry *ents;
+    size_t n_ents, ents_cap;
+    uint32_t free_head; /* index + 1 of the first free entry, 0: none */
+    uint32_t *dirty;
+    size_t n_dirty, dirty_cap;
+    long long duplicates;
+} Core;
+
+static PyObject *s_pts, *s_ptc, *s_bts, *s_btc, *s_lts, *s_ltc, *s_fc, *s_fs, *s_last, *s_stream,
+    *s_app;
+
+/* -- the index -- */
+
+static int key_eq(const Core *c, uint32_t ref, const uint8_t *key, size_t n) {
+    const Entry *e = &c->ents[ref >> 1];
+    int d = ref & 1;
+    return e->klen[d] == n && memcmp(e->key[d], key, n) == 0;
+}
+
+static long idx_find(const Core *c, uint64_t h, const uint8_t *key, size_t n) {
+    size_t mask = c->cap - 1;
+    size_t i = h & mask;
+    for (;;) {
+        const Slot *s = &c->slots[i];
+        if (s->hash == 0)
+            return -1;
+        if (s->hash == h && key_eq(c, s->ref, key, n))
+            return (long)i;
+        i = (i + 1) & mask;
+    }
+}
+
+static void idx_place(Core *c, uint64_t h, uint32_t ref) {
+    size_t mask = c->cap - 1;
+    size_t i = h & mask;
+    while (c->slots[i].hash)
+        i = (i + 1) & mask;
+    c->slots[i].hash = h;
+    c->slots[i].ref = ref;
+}
+
+static int idx_grow(Core *c) {
+    size_t ocap = c->cap;
+    Slot *old = c->slots;
+    Slot *n = PyMem_Calloc(ocap * 2, sizeof(Slot));
+    if (!n) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    c->slots = n;
+    c->cap = ocap * 2;
+    for (size_t i = 0; i < ocap; i++)
+        if (old[i].hash)
+            idx_place(c, old[i].hash, old[i].ref);
+    PyMem_Free(old);
+    return 0;
+}
+
+/* Backward-shift deletion (linear probing): no tombstones. */
+static void idx_delete(Core *c, size_t i) {
+    size_t mask = c->cap - 1;
+    size_t j = i;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (c->slots[j].hash == 0)
+            break;
+        size_t k = c->slots[j].hash & mask;
+        int stays = (i <= j) ? (i < k && k <= j) : (i < k || k <= j);
+        if (!stays) {
+            c->slots[i] = c->slots[j];
+            i = j;
+        }
+    }
+    c->slots[i].hash = 0;
+    c->used--;
+}
+
+/* Sets key -> ref (replacing the key's slot if it is there, as a dict assignment does). */
+static int idx_set(Core *c, const uint8_t *key, size_t n, uint32_t ref) {
+    uint64_t h = hash_bytes(key, n);
+    long i = idx_find(c, h, key, n);
+    if (i >= 0) {
+        c->slots[i].ref = ref;
+        return 0;
+    }
+    if ((c->used + 1) * 2 > c->cap && idx_grow(c) < 0)
+        return -1;
+    idx_place(c, h, ref);
+    c->used++;
+    return 0;
+}
+
+/* -- settling: pending deltas into the Flow object -- */
+
+static int add_attr(PyObject *o, PyObject *name, int64_t delta) {
+    if (!delta)
+        return 0;
+    PyObject *v = PyObject_GetAttr(o, name);
+    if (!v)
+        return -1;
+    PyObject *d = PyLong_FromLongLong(delta);
+    if (!d) {
+        Py_DECREF(v);
+        return -1;
+    }
+    PyObject *s = PyNumber_Add(v, d);
+    Py_DECREF(v);
+    Py_DECREF(d);
+    if (!s)
+        return -1;
+    int r = PyObject_SetAttr(o, name, s);
+    Py_DECREF(s);
+    return r;
+}
+
+static int or_attr(PyObject *o, PyObject *name, int bits) {
+    if (!bits)
+        return 0;
+    PyObject *v = PyObject_GetAttr(o, name);
+    if (!v)
+        return -1;
+    long cur = PyLong_AsLong(v);
+    Py_DECREF(v);
+    if (cur == -1 && PyErr_Occurred())
+        return -1;
+    PyObject *s = PyLong_FromLong(cur | bits);
+    if (!s)
+        return -1;
+    int r = PyObject_SetAttr(o, name, s);
+    Py_DECREF(s);
+    return r;
+}
+
+static int settle(Entry *e) {
+    if (!e->dirty || !e->flow)
+        return 0;
+    e->dirty = 0;
+    PyObject *f = e->flow;
+    if (add_attr(f, s_pts, e->pk[0]) < 0 || add_attr(f, s_ptc, e->pk[1]) < 0 ||
+        add_attr(f, s_bts, e->by[0]) < 0 || add_attr(f, s_btc, e->by[1]) < 0 ||
+        add_attr(f, s_lts, e->pl[0]) < 0 || add_attr(f, s_ltc, e->pl[1]) < 0 ||
+        or_attr(f, s_fc, e->fl[0]) < 0 || or_attr(f, s_fs, e->fl[1]) < 0)
+        return -1;
+    PyObject *last = PyLong_FromLongLong(e->last_ns);
+    if (!last)
+        return -1;
+    int r = PyObject_SetAttr(f, s_last, last);
+    Py_DECREF(last);
+    e->pk[0] = e->pk[1] = e->by[0] = e->by[1] = e->pl[0] = e->pl[1] = 0;
+    e->fl[0] = e->fl[1] = 0;
+    return r;
+}
+
+/* Re-read what Python may have changed of the flow: its last packet time, whether the stream
+ * manager still wants its payload. */
+static int refresh(Entry *e) {
+    PyObject *v = PyObject_GetAttr(e->flow, s_last);
+    if (!v)
+        return -1;
+    long long last = PyLong_AsLongLong(v);
+    Py_DECREF(v);
+    if (last == -1 && PyErr_Occurred())
+        return -1;
+    e->last_ns = last;
+    v = PyObject_GetAttr(e->flow, s_stream);
+    if (!v)
+        return -1;
+    e->wants = v != Py_False;
+    Py_DECREF(v);
+    return 0;
+}
+
+static int mark_dirty(Core *c, uint32_t idx) {
+    Entry *e = &c->ents[idx];
+    if (e->dirty)
+        return 0;
+    if (c->n_dirty == c->dirty_cap && c->dirty_cap >= 2 * c->n_ents) {
+        /* Entries settled one by one since the last settle_all: keep only the dirty ones. */
+        size_t k = 0;
+        for (size_t i = 0; i < c->n_dirty; i++) {
+            Entry *x = &c->ents[c->dirty[i]];
+            if (x->dirty == 1 && x->flow) {
+                x->dirty = 2; /* listed once */
+                c->dirty[k++] = c->dirty[i];
+            }
+        }
+        for (size_t i = 0; i < k; i++)
+            c->ents[c->dirty[i]].dirty = 1;
+        c->n_dirty = k;
+    }
+    if (c->n_dirty == c->dirty_cap) {
+        size_t ncap = c->dirty_cap ? c->dirty_cap * 2 : 1024;
+        uint32_t *d = PyMem_Realloc(c->dirty, ncap * sizeof(uint32_t));
+        if (!d) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        c->dirty = d;
+        c->dirty_cap = ncap;
+    }
+    c->dirty[c->n_dirty++] = idx;
+    e->dirty = 1;
+    return 0;
+}
+
+/* ---- the type ---------------------------------------------------------------------- */
+
+static int Core_init(Core *c, PyObject *args, PyObject *kw) {
+    static char *names[] = {"window_ns", "tcp_idle_ns", "udp_idle_ns", "udp_ports", "stream_tcp",
+                            "obs_datagram", NULL};
+    long long window, tcp_idle, udp_idle;
+    PyObject *ports, *stream_tcp, *obs;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "LLLOOO", names, &window, &tcp_idle, &udp_idle,
+                                     &ports, &stream_tcp, &obs))
+        return -1;
+    if (c->slots) {
+        PyErr_SetString(PyExc_RuntimeError, "Core is initialised once");
+        return -1;
+    }
+    c->window = window;
+    c->tcp_idle = tcp_idle;
+    c->udp_idle = udp_idle;
+    memset(c->udp_ports, 0, sizeof c->udp_ports);
+    PyObject *it = PyObject_GetIter(ports);
+    if (!it)
+        return -1;
+    PyObject *p;
+    while ((p = PyIter_Next(it))) {
+        long port = PyLong_AsLong(p);
+        Py_DECREF(p);
+        if (port == -1 && PyErr_Occurred()) {
+            Py_DECREF(it);
+            return -1;
+        }
+        if (port >= 0 && port < 65536)
+            c->udp_ports[port >> 3] |= (uint8_t)(1 << (port & 7));
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred())
+        return -1;
+    c->stream_tcp = stream_tcp == Py_None ? NULL : Py_NewRef(stream_tcp);
+    c->obs_datagram = obs == Py_None ? NULL : Py_NewRef(obs);
+    if (gen_init(&c->gens[0], 4096) < 0 || gen_init(&c->gens[1], 4096) < 0)
+        return -1;
+    c->cur = 0;
+    c->rotate_at = 0;
+    c->cap = 1024;
+    c->slots = PyMem_Calloc(c->cap, sizeof(Slot));
+    c->ents_cap = 256;
+    c->ents = PyMem_Calloc(c->ents_cap, sizeof(Entry));
+    if (!c->slots || !c->ents) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+static int Core_traverse(Core *c, visitproc visit, void *arg) {
+    Py_VISIT(c->stream_tcp);
+    Py_VISIT(c->obs_datagram);
+    for (size_t i = 0; i < c->n_ents; i++)
+        Py_VISIT(c->ents[i].flow);
+    return 0;
+}
+
+static int Core_clear(Core *c) {
+    Py_CLEAR(c->stream_tcp);
+    Py_CLEAR(c->obs_datagram);
+    for (size_t i = 0; i < c->n_ents; i++)
+        Py_CLEAR(c->ents[i].flow);
+    return 0;
+}
+
+static void Core_dealloc(Core *c) {
+    PyObject_GC_UnTrack(c);
+    Core_clear(c);
+    gen_free(&c->gens[0]);
+    gen_free(&c->gens[1]);
+    PyMem_Free(c->slots);
+    PyMem_Free(c->ents);
+    PyMem_Free(c->dirty);
+    Py_TYPE(c)->tp_free((PyObject *)c);
+}
+
+static int get_key(PyObject *o, const uint8_t **p, Py_ssize_t *n) {
+    if (!PyBytes_Check(o)) {
+        PyErr_SetString(PyExc_TypeError, "a flow key is bytes");
+        return -1;
+    }
+    *p = (const uint8_t *)PyBytes_AS_STRING(o);
+    *n = PyBytes_GET_SIZE(o);
+    if (*n > KEY_MAX) {
+        PyErr_SetString(PyExc_ValueError, "flow key too long");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *Core_add(Core *c, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "add(ckey, skey, flow, last_ns)");
+        return NULL;
+    }
+    const uint8_t *ck, *sk;
+    Py_ssize_t cn, sn;
+    if (get_key(args[0], &ck, &cn) < 0 || get_key(args[1], &sk, &sn) < 0)
+        return NULL;
+    long long last = PyLong_AsLongLong(args[3]);
+    if (last == -1 && PyErr_Occurred())
+        return NULL;
+    uint32_t idx;
+    if (c->free_head) {
+        idx = c->free_head - 1;
+        c->free_head = c->ents[idx].next_free;
+    } else {
+        if (c->n_ents == c->ents_cap) {
+            size_t ncap = c->ents_cap * 2;
+            Entry *n = PyMem_Realloc(c->ents, ncap * sizeof(Entry));
+            if (!n)
+                return PyErr_NoMemory();
+            memset(n + c->ents_cap, 0, (ncap - c->ents_cap) * sizeof(Entry));
+            c->ents = n;
+            c->ents_cap = ncap;
+        }
+        idx = (uint32_t)c->n_ents++;
+    }
+    Entry *e = &c->ents[idx];
+    memset(e, 0, sizeof *e);
+    e->flow = Py_NewRef(args[2]);
+    e->last_ns = last;
+    e->wants = 1; /* refreshed after the handler: the stream manager decides on this packet */
+    e->klen[0] = (uint8_t)cn;
+    e->klen[1] = (uint8_t)sn;
+    memcpy(e->key[0], ck, cn);
+    memcpy(e->key[1], sk, sn);
+    if (idx_set(c, ck, cn, idx << 1) < 0 || idx_set(c, sk, sn, idx << 1 | 1) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static long find_entry(Core *c, const uint8_t *key, size_t n) {
+    long i = idx_find(c, hash_bytes(key, n), key, n);
+    return i < 0 ? -1 : (long)(c->slots[i].ref >> 1);
+}
+
+/* remove(ckey, skey): the flow ended; its pending deltas are settled first. */
+static PyObject *Core_remove(Core *c, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "remove(ckey, skey)");
+        return NULL;
+    }
+    const uint8_t *ck, *sk;
+    Py_ssize_t cn, sn;
+    if (get_key(args[0], &ck, &cn) < 0 || get_key(args[1], &sk, &sn) < 0)
+        return NULL;
+    uint64_t hc = hash_bytes(ck, cn);
+    long si = idx_find(c, hc, ck, cn);
+    if (si < 0)
+        Py_RETURN_NONE;
+    uint32_t idx = c->slots[si].ref >> 1;
+    Entry *e = &c->ents[idx];
+    if (settle(e) < 0)
+        return NULL;
+    idx_delete(c, (size_t)si);
+    long sj = idx_find(c, hash_bytes(sk, sn), sk, sn);
+    if (sj >= 0 && (c->slots[sj].ref >> 1) == idx)
+        idx_delete(c, (size_t)sj);
+    Py_CLEAR(e->flow);
+    e->dirty = 0;
+    e->next_free = c->free_head;
+    c->free_head = idx + 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Core_settle(Core *c, PyObject *key) {
+    const uint8_t *k;
+    Py_ssize_t n;
+    if (get_key(key, &k, &n) < 0)
+        return NULL;
+    long idx = find_entry(c, k, n);
+    if (idx >= 0 && settle(&c->ents[idx]) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Core_settle_all(Core *c, PyObject *unused) {
+    for (size_t i = 0; i < c->n_dirty; i++)
+        if (settle(&c->ents[c->dirty[i]]) < 0)
+            return NULL;
+    c->n_dirty = 0;
+    Py_RETURN_NONE;
+}
+
+/* The duplicate check: rotate the window at capture time ts, then whether sig was seen in
+ * either generation; a new signature is remembered. 1: a duplicate, 0: new, -1: error. */
+static int seen(Core *c, int64_t ts, const uint8_t *sig, size_t n) {
+    if (ts >= c->rotate_at) {
+        c->cur ^= 1;
+        gen_clear(&c->gens[c->cur]);
+        c->rotate_at = ts + c->window;
+    }
+    uint64_t h = hash_bytes(sig, n);
+    if (gen_has(&c->gens[c->cur], h, sig, n) || gen_has(&c->gens[c->cur ^ 1], h, sig, n))
+        return 1;
+    return gen_add(&c->gens[c->cur], h, sig, n) < 0 ? -1 : 0;
+}
+
+static PyObject *Core_seen(Core *c, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "seen(sig: bytes, ts_ns: int)");
+        return NULL;
+    }
+    Py_ssize_t n = PyBytes_GET_SIZE(args[0]);
+    if (n > SIG_MAX) {
+        PyErr_SetString(PyExc_ValueError, "signature too long");
+        return NULL;
+    }
+    long long ts = PyLong_AsLongLong(args[1]);
+    if (ts == -1 && PyErr_Occurred())
+        return NULL;
+    int r = seen(c, ts, (const uint8_t *)PyBytes_AS_STRING(args[0]), (size_t)n);
+    if (r < 0)
+        return NULL;
+    return PyBool_FromLong(r);
+}
+
+static PyObject *Core_take_duplicates(Core *c, PyObject *unused) {
+    long long d = c->duplicates;
+    c->duplicates = 0;
+    return PyLong_FromLongLong(d);
+}
+
+static inline uint32_t be32(const uint8_t *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static inline void put32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+/* What the fast lane decoded of a frame. */
+typedef struct {
+    int proto; /* 6 or 17 */
+    int sport, dport, flags;
+    uint32_t seq;
+    Py_ssize_t poff, plen;
+    uint8_t key[KEY_MAX];
+    size_t klen;
+    uint8_t sig[SIG_MAX];
+    size_t slen;
+} Pkt;
+
+/* decode()'s inline fast path (monitor/decode.py), field for field; 0 when the frame is not
+ * of that shape (the Python handler decodes it, anomalies and all). The key and signature are
+ * FlowTable's (monitor/flows.py: flow_key, signature). */
+static int parse(const uint8_t *d, Py_ssize_t n, Pkt *p) {
+    if (n < 54)
+        return 0;
+    int etype = d[12] << 8 | d[13];
+    Py_ssize_t off = 14;
+    if (etype == 0x8100) {
+        etype = d[16] << 8 | d[17];
+        off = 18;
+    }
+    Py_ssize_t l4, end;
+    const uint8_t *src, *dst;
+    size_t alen;
+    uint32_t ip_id, ip_len;
+    int proto;
+    if (etype == 0x0800 && d[off] == 0x45) {
+        ip_len = (uint32_t)(d[off + 2] << 8 | d[off + 3]);
+        int fragf = d[off + 6] << 8 | d[off + 7];
+        if (fragf & 0x3FFF || ip_len < 20)
+            return 0;
+        ip_id = (uint32_t)(d[off + 4] << 8 | d[off + 5]);
+        proto = d[off + 9];
+        src = d + off + 12;
+        dst = d + off + 16;
+        alen = 4;
+        l4 = off + 20;
+        end = off + ip_len;
+    } else if (etype == 0x86DD && d[off] >> 4 == 6 && n >= off + 48) {
+        uint32_t plen = (uint32_t)(d[off + 4] << 8 | d[off + 5]);
+        proto = d[off + 6];
+        if (!plen || (proto != 6 && proto != 17))
+            return 0;
+        src = d + off + 8;
+        dst = d + off + 24;
+        alen = 16;
+        l4 = off + 40;
+        end = l4 + plen;
+        ip_id = 0;
+        ip_len = 40 + plen;
+    } else {
+        return 0;
+    }
+    if (end > n)
+        end = n;
+    const uint8_t *h = d + l4;
+    uint32_t csum;
+    if (proto == 6) {
+        if (end - l4 < 20)
+            return 0;
+        Py_ssize_t hlen = (h[12] >> 4) << 2;
+        if (hlen < 20 || hlen > end - l4)
+            return 0;
+        p->flags = h[13];
+        p->seq = be32(h + 4);
+        p->poff = l4 + hlen;
+        p->plen = end - l4 - hlen;
+        memcpy(p->sig, h, 20);
+        p->slen = 20;
+    } else if (proto == 17) {
+        if (end - l4 < 8)
+            return 0;
+        Py_ssize_t ulen = h[4] << 8 | h[5];
+        if (ulen < 8 || ulen > end - l4)
+            return 0;
+        csum = (uint32_t)(h[6] << 8 | h[7]);
+        p->flags = 0;
+        p->seq = 0;
+        p->poff = l4 + 8;
+        p->plen = ulen - 8;
+        /* b"\0" + src + !IIIIII (ip_id, ip_len, checksum, seq 0, ack 0, frag 0) */
+        uint8_t *s = p->sig;
+        s[0] = 0;
+        memcpy(s + 1, src, alen);
+        s += 1 + alen;
+        put32(s, ip_id);
+        put32(s + 4, ip_len);
+        put32(s + 8, csum);
+        memset(s + 12, 0, 12);
+        p->slen = 1 + alen + 24;
+    } else {
+        return 0;
+    }
+    p->proto = proto;
+    p->sport = h[0] << 8 | h[1];
+    p->dport = h[2] << 8 | h[3];
+    memcpy(p->key, src, alen);
+    memcpy(p->key + alen, dst, alen);
+    memcpy(p->key + 2 * alen, h, 4);
+    p->klen = 2 * alen + 4;
+    if (proto == 17)
+        p->key[p->klen++] = 0x11;
+    return 1;
+}
+
+#define SYN 0x02
+#define FIN 0x01
+
+/* run(frames, handler, npk, nbytes, stop_at) -> (npk, nbytes, last_ts, more)
+ *
+ * Counts frames from the iterator ``frames`` ((ts_ns, linktype, data, wirelen) tuples) until
+ * it ends (more=False) or, after a frame that reached the end of the Python loop's body, npk
+ * reaches stop_at (more=True: the caller does its periodic work and calls again).
+ * ``handler(ts, linktype, data, wirelen, npk, checked) -> bool`` is FlowTable._frame, called
+ * for every frame the fast lane leaves to Python; checked: the duplicate check was done. */
+static PyObject *Core_run(Core *c, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "run(frames, handler, npk, nbytes, stop_at)");
+        return NULL;
+    }
+    PyObject *it = args[0], *handler = args[1];
+    long long npk = PyLong_AsLongLong(args[2]);
+    long long nbytes = PyLong_AsLongLong(args[3]);
+    long long stop_at = PyLong_AsLongLong(args[4]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (!PyIter_Check(it)) {
+        PyErr_SetString(PyExc_TypeError, "frames must be an iterator");
+        return NULL;
+    }
+    iternextfunc next = Py_TYPE(it)->tp_iternext;
+    int more = 0;
+    long long last_ts = 0;
+    Pkt p;
+    for (;;) {
+        PyObject *fr = next(it);
+        if (!fr) {
+            if (PyErr_Occurred()) {
+                if (!PyErr_ExceptionMatches(PyExc_StopIteration))
+                    goto error;
+                PyErr_Clear();
+            }
+            break;
+        }
+        if (!PyTuple_CheckExact(fr) || PyTuple_GET_SIZE(fr) != 4) {
+            Py_DECREF(fr);
+            PyErr_SetString(PyExc_TypeError, "a frame is a (ts_ns, linktype, data, wirelen) tuple");
+            goto error;
+        }
+        PyObject *o_ts = PyTuple_GET_ITEM(fr, 0), *o_lt = PyTuple_GET_ITEM(fr, 1),
+                 *o_data = PyTuple_GET_ITEM(fr, 2), *o_wl = PyTuple_GET_ITEM(fr, 3);
+        long long ts = PyLong_AsLongLong(o_ts);
+        long wirelen = PyLong_AsLong(o_wl);
+        long linktype = PyLong_AsLong(o_lt);
+        if (PyErr_Occurred() || !PyBytes_Check(o_data)) {
+            Py_DECREF(fr);
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "frame data must be bytes");
+            goto error;
+        }
+        npk++;
+        nbytes += wirelen;
+        last_ts = ts;
+        const uint8_t *d = (const uint8_t *)PyBytes_AS_STRING(o_data);
+        Py_ssize_t n = PyBytes_GET_SIZE(o_data);
+        int parsed = linktype == 1 && parse(d, n, &p);
+        long idx = -1;
+        if (parsed) {
+            int dup = seen(c, ts, p.sig, p.slen);
+            if (dup < 0) {
+                Py_DECREF(fr);
+                goto error;
+            }
+            if (dup) {
+                c->duplicates++;
+                Py_DECREF(fr);
+                continue;
+            }
+            uint64_t h = hash_bytes(p.key, p.klen);
+            long si = idx_find(c, h, p.key, p.klen);
+            if (si >= 0) {
+                uint32_t ref = c->slots[si].ref;
+                idx = ref >> 1;
+                int dir = ref & 1;
+                Entry *e = &c->ents[idx];
+                int64_t idle = ts - e->last_ns;
+                if (p.proto == 6 ? (!(p.flags & SYN) && idle <= c->tcp_idle)
+                                 : idle <= c->udp_idle) {
+                    /* the fast lane: count it, hand on what a parser wants */
+                    e->last_ns = ts;
+                    e->pk[dir]++;
+                    e->by[dir] += wirelen;
+                    e->pl[dir] += p.plen;
+                    e->fl[dir] |= (uint8_t)p.flags;
+                    if (mark_dirty(c, (uint32_t)idx) < 0) {
+                        Py_DECREF(fr);
+                        goto error;
+                    }
+                    PyObject *flow = e->flow;
+                    if (p.proto == 6) {
+                        if (e->wants && c->stream_tcp && (p.plen || p.flags & FIN)) {
+                            Py_INCREF(flow);
+                            PyObject *cargs[6];
+                            cargs[0] = flow;
+                            cargs[1] = dir ? Py_False : Py_True;
+                            cargs[2] = o_ts;
+                            cargs[3] = PyLong_FromUnsignedLong(p.seq);
+                            cargs[4] = PyLong_FromLong(p.flags);
+                            cargs[5] = PyBytes_FromStringAndSize((const char *)d + p.poff,
+                                                                 p.plen);
+                            PyObject *r = NULL;
+                            if (cargs[3] && cargs[4] && cargs[5])
+                                r = PyObject_Vectorcall(c->stream_tcp, cargs, 6, NULL);
+                            Py_XDECREF(cargs[3]);
+                            Py_XDECREF(cargs[4]);
+                            Py_XDECREF(cargs[5]);
+                            if (!r) {
+                                Py_DECREF(flow);
+                                Py_DECREF(fr);
+                                goto error;
+                            }
+                            Py_DECREF(r);
+                            PyObject *st = PyObject_GetAttr(flow, s_stream);
+                            Py_DECREF(flow);
+                            if (!st) {
+                                Py_DECREF(fr);
+                                goto error;
+                            }
+                            if (st == Py_False) {
+                                /* the entry may have moved: look it up again */
+                                long j = find_entry(c, p.key, p.klen);
+                                if (j >= 0)
+                                    c->ents[j].wants = 0;
+                            }
+                            Py_DECREF(st);
+                        }
+                    } else if (c->obs_datagram &&
+                               (c->udp_ports[p.dport >> 3] & (1 << (p.dport & 7)) ||
+                                c->udp_ports[p.sport >> 3] & (1 << (p.sport & 7)))) {
+                        Py_INCREF(flow);
+                        PyObject *cargs[6];
+                        cargs[0] = flow;
+                        cargs[1] = dir ? Py_False : Py_True;
+                        cargs[2] = o_ts;
+                        cargs[3] = PyLong_FromLong(p.sport);
+                        cargs[4] = PyLong_FromLong(p.dport);
+                        cargs[5] = PyBytes_FromStringAndSize((const char *)d + p.poff, p.plen);
+                        PyObject *r = NULL;
+                        if (cargs[3] && cargs[4] && cargs[5])
+                            r = PyObject_Vectorcall(c->obs_datagram, cargs, 6, NULL);
+                        Py_XDECREF(cargs[3]);
+                        Py_XDECREF(cargs[4]);
+                        Py_XDECREF(cargs[5]);
+                        int bad = r == NULL;
+                        if (r && r != Py_None) {
+                            PyObject *app = PyObject_GetAttr(flow, s_app);
+                            if (!app)
+                                bad = 1;
+                            else {
+                                if (app == Py_None && PyObject_SetAttr(flow, s_app, r) < 0)
+                                    bad = 1;
+                                Py_DECREF(app);
+                            }
+                        }
+                        Py_XDECREF(r);
+                        Py_DECREF(flow);
+                        if (bad) {
+                            Py_DECREF(fr);
+                            goto error;
+                        }
+                    }
+                    Py_DECREF(fr);
+                    if (npk >= stop_at) {
+                        more = 1;
+                        break;
+                    }
+                    continue;
+                }
+                if (settle(e) < 0) {
+                    Py_DECREF(fr);
+                    goto error;
+                }
+            }
+        }
+        /* the Python lane */
+        PyObject *o_npk = PyLong_FromLongLong(npk);
+        if (!o_npk) {
+            Py_DECREF(fr);
+            goto error;
+        }
+        PyObject *hargs[6] = {o_ts, o_lt, o_data, o_wl, o_npk, parsed ? Py_True : Py_False};
+        PyObject *r = PyObject_Vectorcall(handler, hargs, 6, NULL);
+        Py_DECREF(o_npk);
+        if (!r) {
+            Py_DECREF(fr);
+            goto error;
+        }
+        int reached = PyObject_IsTrue(r);
+        Py_DECREF(r);
+        if (parsed) {
+            long j = find_entry(c, p.key, p.klen);
+            if (j >= 0 && refresh(&c->ents[j]) < 0) {
+                Py_DECREF(fr);
+                goto error;
+            }
+        }
+        Py_DECREF(fr);
+        if (reached && npk >= stop_at) {
+            more = 1;
+            break;
+        }
+    }
+    return Py_BuildValue("LLLO", npk, nbytes, last_ts, more ? Py_True : Py_False);
+error:
+    return NULL;
+}
+
+static PyMethodDef Core_methods[] = {
+    {"run", (PyCFunction)(void (*)(void))Core_run, METH_FASTCALL,
+     "run(frames, handler, npk, nbytes, stop_at) -> (npk, nbytes, last_ts, more)"},
+    {"add", (PyCFunction)(void (*)(void))Core_add, METH_FASTCALL,
+     "add(ckey, skey, flow, last_ns): a flow started"},
+    {"remove", (PyCFunction)(void (*)(void))Core_remove, METH_FASTCALL,
+     "remove(ckey, skey): a flow ended (its pending counts are settled first)"},
+    {"settle", (PyCFunction)Core_settle, METH_O,
+     "settle(key): write the pending counts of key's flow into its Flow"},
+    {"settle_all", (PyCFunction)Core_settle_all, METH_NOARGS,
+     "settle_all(): write every flow's pending counts into its Flow"},
+    {"seen", (PyCFunction)(void (*)(void))Core_seen, METH_FASTCALL,
+     "seen(sig, ts_ns) -> bool: the duplicate check of a frame the fast lane did not decode"},
+    {"take_duplicates", (PyCFunction)Core_take_duplicates, METH_NOARGS,
+     "take_duplicates() -> int: duplicates the fast lane dropped since the last call"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject CoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "monitor._flowcore.Core",
+    .tp_basicsize = sizeof(Core),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The flow table's fast lane (see the module docstring).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Core_init,
+    .tp_dealloc = (destructor)Core_dealloc,
+    .tp_traverse = (traverseproc)Core_traverse,
+    .tp_clear = (inquiry)Core_clear,
+    .tp_methods = Core_methods,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "monitor._flowcore",
+    "The flow table's per-packet fast lane in C; see monitor/flows.py.", -1, NULL,
+};
+
+PyMODINIT_FUNC PyInit__flowcore(void) {
+#define INTERN(var, text)                                                                      \
+    if (!(var = PyUnicode_InternFromString(text)))                                             \
+        return NULL;
+    INTERN(s_pts, "packets_to_server");
+    INTERN(s_ptc, "packets_to_client");
+    INTERN(s_bts, "bytes_to_server");
+    INTERN(s_btc, "bytes_to_client");
+    INTERN(s_lts, "payload_to_server");
+    INTERN(s_ltc, "payload_to_client");
+    INTERN(s_fc, "flags_client");
+    INTERN(s_fs, "flags_server");
+    INTERN(s_last, "last_ns");
+    INTERN(s_stream, "stream");
+    INTERN(s_app, "app");
+    if (PyType_Ready(&CoreType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "Core", (PyObject *)&CoreType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,29 @@
+"""Types of the C fast lane (monitor/_flowcore.c)."""
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+class Core:
+    def __init__(
+        self,
+        window_ns: int,
+        tcp_idle_ns: int,
+        udp_idle_ns: int,
+        udp_ports: frozenset[int],
+        stream_tcp: Callable[..., object] | None,
+        obs_datagram: Callable[..., object] | None,
+    ) -> None: ...
+    def run(
+        self,
+        frames: Iterator[tuple[int, int, bytes, int]],
+        handler: Callable[[int, int, bytes, int, int, bool], bool],
+        npk: int,
+        nbytes: int,
+        stop_at: int,
+    ) -> tuple[int, int, int, bool]: ...
+    def add(self, ckey: bytes, skey: bytes, flow: Any, last_ns: int) -> None: ...
+    def remove(self, ckey: bytes, skey: bytes) -> None: ...
+    def settle(self, key: bytes) -> None: ...
+    def settle_all(self) -> None: ...
+    def seen(self, sig: bytes, ts_ns: int) -> bool: ...
+    def take_duplicates(self) -> int: ...
