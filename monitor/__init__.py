@@ -19,6 +19,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -87,3 +88,17 @@ def _choose_implementation() -> bool:
 
 #: Whether the compiled per-packet modules are in use.
 COMPILED = _choose_implementation()
+
+
+def native_core() -> Any:
+    """The hand-written C module (``monitor._flowcore``: the flow table's fast lane and the
+    pcap record loop) when it was built with the compiled modules and they are in use; None
+    otherwise (no C compiler at install, an edited checkout, ``MEDMON_PURE_PYTHON=1``), and
+    its callers run the same work in Python."""
+    if not COMPILED:
+        return None
+    try:
+        from monitor import _flowcore
+    except ImportError:
+        return None
+    return _flowcore

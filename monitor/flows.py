@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from monitor import native_core
 from monitor.decode import (
     ACK,
     FIN,
@@ -56,21 +57,8 @@ _PORTS = struct.Struct("!HH").pack
 _SIG_TAIL = struct.Struct("!IIIIII").pack
 
 
-def _load_core() -> Any:
-    """The C fast lane, when it was built with the compiled modules (setup.py) and they are in
-    use (an edited checkout or MEDMON_PURE_PYTHON=1 runs plain Python: see monitor/__init__)."""
-    import monitor
-
-    if not monitor.COMPILED:
-        return None
-    try:
-        from monitor import _flowcore as core
-    except ImportError:
-        return None
-    return core
-
-
-_flowcore = _load_core()
+#: The C fast lane (monitor/_flowcore.c), or None: see monitor.native_core.
+_flowcore = native_core()
 
 PROTO_NAMES = {PROTO_TCP: "tcp", PROTO_UDP: "udp", PROTO_ICMP: "icmp", PROTO_ICMPV6: "icmp6"}
 _ICMP_REPLIES = frozenset((0, 14, 16, 18, 129))  # echo/timestamp/info/mask replies, ICMPv6 echo

@@ -97,6 +97,8 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import BinaryIO
 
+from monitor import native_core
+
 __all__ = [
     "CaptureError",
     "CaptureReader",
@@ -169,6 +171,8 @@ _BOM_ORDER = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}
 _MIN_BLOCK = {PCAPNG_SHB: 28, BT_IDB: 20, BT_PB: 32, BT_SPB: 16, BT_EPB: 32}
 
 _NS = 1_000_000_000
+#: The C record loop (monitor/_flowcore.c pcap_records), or None.
+_flowcore = native_core()
 
 
 class CaptureError(Exception):
@@ -577,6 +581,9 @@ class CaptureReader:
         nbytes = 0  # captured bytes of the frames yielded before this chunk
         ts = 0
         off = 0  # end of the last record yielded from this chunk
+        records = _flowcore.pcap_records if _flowcore is not None else None
+        big = self._endian == ">"
+        batch: list[Frame] = []  # the C loop's records of this chunk, while they are yielded
         try:
             while True:
                 data = read_chunk(need if need > CHUNK else CHUNK)
@@ -591,7 +598,24 @@ class CaptureReader:
                 lim = len(buf)
                 end = lim - 16
                 off = 0
-                while off <= end:
+                if records is not None:  # the same loop, in C (monitor/_flowcore.c)
+                    batch, stop, absurd = records(buf, 0, big, frac, linktype, max_caplen)
+                    for frame in batch:
+                        n += 1
+                        yield frame
+                    if batch:
+                        ts = batch[-1][0]
+                    batch = []
+                    off = stop
+                    if absurd >= 0:
+                        self._warn(
+                            f"record {n + 1} at offset {base + off}: captured length {absurd} "
+                            "is absurd; stopped reading"
+                        )
+                        return
+                    if off <= end:
+                        stop = off + 16 + rec(buf, off)[2]
+                while records is None and off <= end:
                     s, f, caplen, wirelen = rec(buf, off)
                     if caplen > max_caplen:
                         self._warn(
@@ -625,6 +649,9 @@ class CaptureReader:
                 off = 0
         finally:
             # the same settling, for a chunk left early (damage, or the consumer stopped)
+            if batch and n > n0:  # in the middle of the C loop's records
+                off = sum(16 + len(frame[2]) for frame in batch[: n - n0])
+                ts = batch[n - n0 - 1][0]
             if n > n0:
                 if n0 == 0:
                     s, f, _c, _w = rec(buf, 0)

@@ -40,10 +40,12 @@ def test_compiled_modules_are_used_when_built() -> None:
 
 @pytest.mark.skipif(not BUILT, reason="medmon was installed without the compiled modules")
 def test_plain_python_passes_the_flow_and_decode_tests() -> None:
-    """MEDMON_PURE_PYTHON=1 runs the plain modules; the hot-path tests pass with them too."""
+    """MEDMON_PURE_PYTHON=1 runs the plain modules (and no C: the flow table's fast lane and
+    the pcap record loop run in Python); the hot-path tests pass with them too."""
     out = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         "tests/test_flows.py", "tests/test_decode.py", "tests/test_anomalies.py"],
+         "tests/test_flows.py", "tests/test_decode.py", "tests/test_anomalies.py",
+         "tests/test_source.py"],
         cwd=ROOT,
         env={**os.environ, "MEDMON_PURE_PYTHON": "1"},
         capture_output=True,
