@@ -287,6 +287,23 @@ static int idx_set(Core *c, const uint8_t *key, size_t n, uint32_t ref) {
     return 0;
 }
 
+
+/* A capture time as a C integer. Times are never negative (pcap and pcapng store unsigned
+ * ones); a damaged pcapng can still make one beyond 2**62 ns (year 2116), which is clamped
+ * there so that no sum of times overflows. -1 with an exception for what is not an int. */
+#define TS_MAX (1LL << 62)
+static long long as_ts(PyObject *o) {
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (overflow > 0 || v > TS_MAX)
+        return TS_MAX;
+    if (overflow < 0 || v < 0)
+        return 0;
+    return v;
+}
+
 /* -- settling: pending deltas into the Flow object -- */
 
 static int add_attr(PyObject *o, PyObject *name, int64_t delta) {
@@ -354,7 +371,7 @@ static int refresh(Entry *e) {
     PyObject *v = PyObject_GetAttr(e->flow, s_last);
     if (!v)
         return -1;
-    long long last = PyLong_AsLongLong(v);
+    long long last = as_ts(v);
     Py_DECREF(v);
     if (last == -1 && PyErr_Occurred())
         return -1;
@@ -502,7 +519,7 @@ static PyObject *Core_add(Core *c, PyObject *const *args, Py_ssize_t nargs) {
     Py_ssize_t cn, sn;
     if (get_key(args[0], &ck, &cn) < 0 || get_key(args[1], &sk, &sn) < 0)
         return NULL;
-    long long last = PyLong_AsLongLong(args[3]);
+    long long last = as_ts(args[3]);
     if (last == -1 && PyErr_Occurred())
         return NULL;
     uint32_t idx;
@@ -612,7 +629,7 @@ static PyObject *Core_seen(Core *c, PyObject *const *args, Py_ssize_t nargs) {
         PyErr_SetString(PyExc_ValueError, "signature too long");
         return NULL;
     }
-    long long ts = PyLong_AsLongLong(args[1]);
+    long long ts = as_ts(args[1]);
     if (ts == -1 && PyErr_Occurred())
         return NULL;
     int r = seen(c, ts, (const uint8_t *)PyBytes_AS_STRING(args[0]), (size_t)n);
@@ -792,7 +809,7 @@ static PyObject *Core_run(Core *c, PyObject *const *args, Py_ssize_t nargs) {
         }
         PyObject *o_ts = PyTuple_GET_ITEM(fr, 0), *o_lt = PyTuple_GET_ITEM(fr, 1),
                  *o_data = PyTuple_GET_ITEM(fr, 2), *o_wl = PyTuple_GET_ITEM(fr, 3);
-        long long ts = PyLong_AsLongLong(o_ts);
+        long long ts = as_ts(o_ts);
         long wirelen = PyLong_AsLong(o_wl);
         long linktype = PyLong_AsLong(o_lt);
         if (PyErr_Occurred() || !PyBytes_Check(o_data)) {
