@@ -201,6 +201,8 @@ typedef struct {
     uint32_t *dirty;
     size_t n_dirty, dirty_cap;
     long long duplicates;
+    PyObject *batch; /* a list of frames from the iterator, being counted */
+    Py_ssize_t batch_pos;
 } Core;
 
 static PyObject *s_pts, *s_ptc, *s_bts, *s_btc, *s_lts, *s_ltc, *s_fc, *s_fs, *s_last, *s_stream,
@@ -470,6 +472,7 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
 }
 
 static int Core_traverse(Core *c, visitproc visit, void *arg) {
+    Py_VISIT(c->batch);
     Py_VISIT(c->stream_tcp);
     Py_VISIT(c->obs_datagram);
     for (size_t i = 0; i < c->n_ents; i++)
@@ -478,6 +481,7 @@ static int Core_traverse(Core *c, visitproc visit, void *arg) {
 }
 
 static int Core_clear(Core *c) {
+    Py_CLEAR(c->batch);
     Py_CLEAR(c->stream_tcp);
     Py_CLEAR(c->obs_datagram);
     for (size_t i = 0; i < c->n_ents; i++)
@@ -768,7 +772,8 @@ static int parse(const uint8_t *d, Py_ssize_t n, Pkt *p) {
 
 /* run(frames, handler, npk, nbytes, stop_at) -> (npk, nbytes, last_ts, more)
  *
- * Counts frames from the iterator ``frames`` ((ts_ns, linktype, data, wirelen) tuples) until
+ * Counts frames from the iterator ``frames`` ((ts_ns, linktype, data, wirelen) tuples, or
+ * lists of them: CaptureReader.batches) until
  * it ends (more=False) or, after a frame that reached the end of the Python loop's body, npk
  * reaches stop_at (more=True: the caller does its periodic work and calls again).
  * ``handler(ts, linktype, data, wirelen, npk, checked) -> bool`` is FlowTable._frame, called
@@ -793,14 +798,28 @@ static PyObject *Core_run(Core *c, PyObject *const *args, Py_ssize_t nargs) {
     long long last_ts = 0;
     Pkt p;
     for (;;) {
-        PyObject *fr = next(it);
-        if (!fr) {
-            if (PyErr_Occurred()) {
-                if (!PyErr_ExceptionMatches(PyExc_StopIteration))
-                    goto error;
-                PyErr_Clear();
+        PyObject *fr;
+        if (c->batch) {
+            if (c->batch_pos == PyList_GET_SIZE(c->batch)) {
+                Py_CLEAR(c->batch);
+                continue;
             }
-            break;
+            fr = Py_NewRef(PyList_GET_ITEM(c->batch, c->batch_pos++));
+        } else {
+            fr = next(it);
+            if (!fr) {
+                if (PyErr_Occurred()) {
+                    if (!PyErr_ExceptionMatches(PyExc_StopIteration))
+                        goto error;
+                    PyErr_Clear();
+                }
+                break;
+            }
+            if (PyList_CheckExact(fr)) { /* a batch (CaptureReader.batches) */
+                c->batch = fr;
+                c->batch_pos = 0;
+                continue;
+            }
         }
         if (!PyTuple_CheckExact(fr) || PyTuple_GET_SIZE(fr) != 4) {
             Py_DECREF(fr);
@@ -972,6 +991,7 @@ static PyObject *Core_run(Core *c, PyObject *const *args, Py_ssize_t nargs) {
     }
     return Py_BuildValue("LLLO", npk, nbytes, last_ts, more ? Py_True : Py_False);
 error:
+    Py_CLEAR(c->batch); /* an abandoned run: its frames are not carried into the next */
     return NULL;
 }
 

@@ -247,7 +247,7 @@ def _run(
         run_id = writer.begin(source=" ".join(paths), command="replay")
         pipeline = Pipeline(writer, registry, rules, oui_table(), config, segmentation, method)
         try:
-            pipeline.process(merge, progress)
+            pipeline.process(merge.batches(), progress)
             pipeline.end_flows()
         finally:
             for r in merge.readers:

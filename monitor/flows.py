@@ -34,6 +34,7 @@ import struct
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 from monitor import native_core
@@ -331,11 +332,12 @@ class FlowTable:
 
     def process(
         self,
-        frames: Iterable[tuple[int, int, bytes, int]],
+        frames: Iterable[Any],
         progress: Callable[[TableStats, int], None] | None = None,
         progress_every: int = 1 << 16,
     ) -> None:
-        """Count every frame of ``frames`` into the table.
+        """Count every frame of ``frames`` into the table: ``(ts_ns, linktype, data,
+        wirelen)`` tuples, or lists of them (:meth:`monitor.source.CaptureReader.batches`).
 
         With the C fast lane (:mod:`monitor._flowcore`) the core pulls the frames and calls
         :meth:`_frame` only for those it leaves to Python; without it, every frame goes
@@ -352,6 +354,8 @@ class FlowTable:
         core = self._core
         frame = self._frame
         it = iter(frames)
+        if core is None:  # the Python loop takes frames one by one
+            it = chain.from_iterable(x if x.__class__ is list else (x,) for x in it)
         ts = 0
         while True:
             if core is not None:

@@ -95,7 +95,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from operator import itemgetter
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from monitor import native_core
 
@@ -537,6 +537,19 @@ class CaptureReader:
         self._started = True
         return self._iter()
 
+    def batches(self) -> Iterator[Frame | list[Frame]]:
+        """The capture's frames (once), a chunk's records at a time as a list where the C
+        record loop reads them (classic pcap), one by one otherwise: the flow table takes
+        both (see :meth:`monitor.flows.FlowTable.process`), without a generator step per
+        frame. A batch counts as yielded whole in :attr:`stats`, even when the consumer
+        stops inside it."""
+        if self._started:
+            return iter(())
+        self._started = True
+        if self._iter == self._iter_pcap and _flowcore is not None:
+            return self._iter_pcap(batched=True)
+        return self._iter()
+
     def close(self) -> None:
         """Close the file (idempotent). Iterating afterwards yields nothing."""
         self._started = True
@@ -563,9 +576,10 @@ class CaptureReader:
             self._warn(_read_error_reason(exc) + f"; kept {self.stats.packets} packets")
             return b""
 
-    def _iter_pcap(self) -> Iterator[Frame]:
+    def _iter_pcap(self, batched: bool = False) -> Iterator[Any]:
         """pcap records, read chunk by chunk. The hot loop of the whole pipeline: per record
-        one unpack, one slice, one tuple; the counters are settled once per chunk."""
+        one unpack, one slice, one tuple; the counters are settled once per chunk.
+        ``batched``: each chunk's records as one list (only with the C record loop)."""
         stats = self.stats
         rec = _PCAP_REC[self._endian]
         linktype = self._linktype
@@ -600,9 +614,14 @@ class CaptureReader:
                 off = 0
                 if records is not None:  # the same loop, in C (monitor/_flowcore.c)
                     batch, stop, absurd = records(buf, 0, big, frac, linktype, max_caplen)
-                    for frame in batch:
-                        n += 1
-                        yield frame
+                    if batched:
+                        if batch:
+                            n += len(batch)
+                            yield batch
+                    else:
+                        for frame in batch:
+                            n += 1
+                            yield frame
                     if batch:
                         ts = batch[-1][0]
                     batch = []
@@ -967,16 +986,27 @@ class LazyMerge:
         if len(self._pending) == 1:
             # One capture: its own iterator, without a generator in between (one frame
             # through two generators costs a tenth of the whole per-packet budget).
-            _first, _order, path, reader = self._pending[0]
-            if reader is None:
-                try:
-                    reader = CaptureReader(path)
-                except CaptureError as e:
-                    self.errors.append(str(e))
-                    return iter(())
-            self.readers.append(reader)
-            return iter(reader)
+            reader = self._only_reader()
+            return iter(reader) if reader is not None else iter(())
         return self._merge()
+
+    def batches(self) -> Iterator[Frame | list[Frame]]:
+        """As iterating, but a single capture gives :meth:`CaptureReader.batches`."""
+        if len(self._pending) == 1:
+            reader = self._only_reader()
+            return reader.batches() if reader is not None else iter(())
+        return self._merge()
+
+    def _only_reader(self) -> CaptureReader | None:
+        _first, _order, path, reader = self._pending[0]
+        if reader is None:
+            try:
+                reader = CaptureReader(path)
+            except CaptureError as e:
+                self.errors.append(str(e))
+                return None
+        self.readers.append(reader)
+        return reader
 
     def _merge(self) -> Iterator[Frame]:
         pending = sorted(p for p in self._pending if p[3] is None)
