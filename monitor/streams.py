@@ -153,11 +153,7 @@ class Reassembler:
             # Fast path: the next bytes, nothing buffered.
             if not n:
                 return []
-            self._next = (nxt + n) & SEQ_MASK
-            off = self.offset
-            self.offset = off + n
-            if self.history:
-                self._remember(off, payload)
+            self._take(nxt, payload)
             return [(DATA, payload)]
         if rel >= SEQ_HALF:
             rel -= SEQ_MOD  # before the next expected byte: (partly) old data
@@ -189,6 +185,25 @@ class Reassembler:
                         self._skip_to_buffered(ANOMALY_BUFFER_FULL, events)
         self._check_fin()
         return events
+
+    def take_next(self, seq: int, payload: bytes) -> bool:
+        """:meth:`add`'s fast path on its own, for the stream manager: when ``payload`` (not
+        empty, no FIN) holds the next bytes and nothing is buffered, deliver it and return
+        True (its one event would be ``('data', payload)``); otherwise do nothing and return
+        False (the caller uses :meth:`add`)."""
+        nxt = self._next
+        if nxt is None or seq != nxt or self._frags or self._fin is not None:
+            return False
+        self._take(nxt, payload)
+        return True
+
+    def _take(self, nxt: int, payload: bytes) -> None:
+        n = len(payload)
+        self._next = (nxt + n) & SEQ_MASK
+        off = self.offset
+        self.offset = off + n
+        if self.history:
+            self._remember(off, payload)
 
     def flush(self) -> list[Event]:
         """End of flow: deliver what is buffered, reporting each hole as ``tcp.stream_gap``.
@@ -505,6 +520,17 @@ class StreamManager:
             seq = (seq + 1) & SEQ_MASK  # the SYN occupies one sequence number before the data
         st.ts_ns = ts_ns
         r = st.client if from_client else st.server
+        if r is not None and payload and not flags & FIN and r.take_next(seq, payload):
+            # In order, the common case: straight to the analyzer, without the event list.
+            analyzer = st.analyzer
+            try:
+                analyzer.data(from_client, payload, ts_ns)
+            except Exception as exc:
+                self._analyzer_failed(flow, st, exc)
+                return
+            if analyzer.done:
+                self._close_analyzer(flow, st)
+            return
         missed = 0
         if r is None:
             if not payload:
@@ -562,16 +588,20 @@ class StreamManager:
                 if analyzer.done:
                     break
         except Exception as exc:
-            if self._strict:
-                raise
-            self._anomaly(
-                ANOMALY_ANALYZER_ERROR,
-                flow.uid,
-                f"{st.spec.name}: {type(exc).__name__}: {exc}",
-            )
-            flow.stream = False
+            self._analyzer_failed(flow, st, exc)
             return False
         return True
+
+    def _analyzer_failed(self, flow: Any, st: _Stream, exc: Exception) -> None:
+        """The analyzer raised: reported, and the flow is given up (raised again when strict)."""
+        if self._strict:
+            raise exc
+        self._anomaly(
+            ANOMALY_ANALYZER_ERROR,
+            flow.uid,
+            f"{st.spec.name}: {type(exc).__name__}: {exc}",
+        )
+        flow.stream = False
 
     def _close_analyzer(self, flow: Any, st: _Stream) -> None:
         flow.stream = False
