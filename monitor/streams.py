@@ -54,9 +54,9 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
-from monitor.parsers.base import Analyzer, FlowContext, ParserSpec
+from monitor.parsers.base import Analyzer, FlowContext, ParserSpec, Skipping
 
 #: One reassembly event: ``('data', bytes)``, ``('gap', n)`` or ``(anomaly name, stream offset)``.
 Event = tuple[str, int | bytes]
@@ -320,11 +320,29 @@ class Reassembler:
 class _Stream:
     """The manager's state for one claimed flow with an analyzer (stored in ``flow.stream``)."""
 
-    __slots__ = ("analyzer", "client", "late_client", "late_server", "server", "spec", "ts_ns")
+    __slots__ = (
+        "analyzer",
+        "client",
+        "late_client",
+        "late_server",
+        "server",
+        "skip_client",
+        "skip_server",
+        "spec",
+        "take_skip",
+        "ts_ns",
+    )
 
     def __init__(self, spec: ParserSpec, analyzer: Analyzer) -> None:
         self.spec = spec
         self.analyzer = analyzer
+        #: The analyzer's take_skip (ParserSpec.skips), and the bytes still to drop unseen
+        #: per direction.
+        self.take_skip: Callable[[bool], int] | None = (
+            cast(Skipping, analyzer).take_skip if spec.skips else None
+        )
+        self.skip_client = 0
+        self.skip_server = 0
         self.client: Reassembler | None = None
         self.server: Reassembler | None = None
         # A direction whose first payload was probed (and not claimed) before the other
@@ -522,13 +540,12 @@ class StreamManager:
         r = st.client if from_client else st.server
         if r is not None and payload and not flags & FIN and r.take_next(seq, payload):
             # In order, the common case: straight to the analyzer, without the event list.
-            analyzer = st.analyzer
             try:
-                analyzer.data(from_client, payload, ts_ns)
+                self._give(st, from_client, payload, ts_ns)
             except Exception as exc:
                 self._analyzer_failed(flow, st, exc)
                 return
-            if analyzer.done:
+            if st.analyzer.done:
                 self._close_analyzer(flow, st)
             return
         missed = 0
@@ -565,9 +582,9 @@ class StreamManager:
         try:
             for kind, value in events:
                 if kind == DATA:
-                    analyzer.data(from_client, value, ts_ns)
+                    self._give(st, from_client, value, ts_ns)
                 elif kind == GAP:
-                    analyzer.gap(from_client, value)
+                    self._gap(st, from_client, value)
                     if pending is not None:
                         self._anomaly(
                             pending[0],
@@ -591,6 +608,34 @@ class StreamManager:
             self._analyzer_failed(flow, st, exc)
             return False
         return True
+
+    def _give(self, st: _Stream, from_client: bool, data: bytes, ts_ns: int) -> None:
+        """Deliver the direction's next bytes, less those the analyzer asked to skip."""
+        skip = st.skip_client if from_client else st.skip_server
+        if skip:
+            n = len(data)
+            if n <= skip:
+                _set_skip(st, from_client, skip - n)
+                return
+            data = data[skip:]
+            _set_skip(st, from_client, 0)
+        st.analyzer.data(from_client, data, ts_ns)
+        if st.take_skip is not None:
+            more = st.take_skip(from_client)
+            if more:
+                _set_skip(st, from_client, more)
+
+    def _gap(self, st: _Stream, from_client: bool, size: int) -> None:
+        """``size`` bytes of the direction never arrived: those the analyzer skips anyway are
+        not a gap for it."""
+        skip = st.skip_client if from_client else st.skip_server
+        if skip:
+            used = min(skip, size)
+            _set_skip(st, from_client, skip - used)
+            size -= used
+            if not size:
+                return
+        st.analyzer.gap(from_client, size)
 
     def _analyzer_failed(self, flow: Any, st: _Stream, exc: Exception) -> None:
         """The analyzer raised: reported, and the flow is given up (raised again when strict)."""
@@ -616,6 +661,13 @@ class StreamManager:
                 flow.uid,
                 f"{st.spec.name}: close: {type(exc).__name__}: {exc}",
             )
+
+
+def _set_skip(st: _Stream, from_client: bool, n: int) -> None:
+    if from_client:
+        st.skip_client = n
+    else:
+        st.skip_server = n
 
 
 def _direction(from_client: bool) -> str:

@@ -46,6 +46,21 @@ class Analyzer(Protocol):
         ...
 
 
+class Skipping(Protocol):
+    """An analyzer that can pass over bulk data (a spec with ``skips=True``).
+
+    After each :meth:`Analyzer.data`, the stream manager calls ``take_skip(from_client)``:
+    the number of the direction's next bytes the analyzer does not need and has already
+    accounted for (its own framing moved past them). The manager drops exactly that many
+    bytes of the direction, in stream order (bytes lost in a gap count), without delivering
+    them; what follows is delivered as usual. Zeek's and Suricata's stream bypass, per unit.
+    """
+
+    def take_skip(self, from_client: bool) -> int:
+        """How many of the direction's next bytes to drop (0: none)."""
+        ...
+
+
 def side(from_client: bool) -> str:
     """The direction named in anomaly details: ``client->server`` or ``server->client``."""
     return "client->server" if from_client else "server->client"
@@ -118,6 +133,9 @@ class ParserSpec:
     probe: Callable[[bytes, bool], bool] | None = None
     #: Builds the per-flow analyzer; None: detection only (app recorded, no reassembly).
     analyzer: Callable[[FlowContext], Analyzer] | None = None
+    #: The analyzer has ``take_skip(from_client) -> int`` (see :class:`Skipping`): bulk data
+    #: it does not read is dropped before it, without being delivered.
+    skips: bool = False
 
 
 class FlowContext:

@@ -20,6 +20,7 @@ SPEC = ParserSpec(
     tcp_ports=(104, 11112),
     probe=probe_dicom,
     analyzer=DicomAnalyzer,
+    skips=True,
 )
 
 __all__ = ["SPEC", "DicomAnalyzer"]

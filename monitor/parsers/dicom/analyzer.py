@@ -152,6 +152,21 @@ class DicomAnalyzer:
             if self._done:
                 break
 
+    def take_skip(self, from_client: bool) -> int:
+        """The rest of a data PDV whose data set walk is over (pixel data after the device
+        attributes): the stream manager drops it unseen (``ParserSpec.skips``). Its last byte
+        is still fed, so the framer ends the PDV as usual."""
+        side = self._client if from_client else self._server
+        pdv = side.pdv
+        if (
+            self._done
+            or pdv is None
+            or pdv.control & MCH_COMMAND
+            or pdv.context_id not in side.spent
+        ):
+            return 0
+        return side.framer.skip_value(1)
+
     def gap(self, from_client: bool, size: int) -> None:
         """Bytes were lost: this direction's PDU framing is lost with them (no resync guess)."""
         side = self._client if from_client else self._server

@@ -221,6 +221,18 @@ class Framer:
         """True between PDUs (nothing of a PDU pending)."""
         return self.state == _HEAD and not self._hdr
 
+    def skip_value(self, keep: int = 1) -> int:
+        """Inside a PDV value: account for all of it but its last ``keep`` bytes as consumed
+        and return how many that is (0 elsewhere). The caller drops that many bytes of the
+        stream unseen; the value's last bytes are still fed, so the PDV ends as usual."""
+        if self.state != _PDV_VALUE or self._need <= keep:
+            return 0
+        n = self._need - keep
+        self._need = keep
+        self._pdata_left -= n
+        self.offset += n
+        return n
+
     def kill(self) -> None:
         """Stop framing (an absurd header, or a gap: the position in the PDU stream is lost)."""
         self.state = _DEAD
