@@ -177,6 +177,11 @@ typedef struct {
     uint8_t klen[2];
     uint8_t key[2][KEY_MAX]; /* [0] the client -> server key, [1] server -> client */
     uint32_t next_free;
+    /* Stream bypass per direction (bypass()): the next byp_left payload bytes from sequence
+     * number byp_seq are only counted; byp_done of them are not reported to the stream
+     * manager yet. */
+    uint32_t byp_seq[2];
+    int64_t byp_left[2], byp_done[2];
 } Entry;
 
 typedef struct {
@@ -189,6 +194,7 @@ typedef struct {
     int64_t window, tcp_idle, udp_idle;
     uint8_t udp_ports[8192];
     PyObject *stream_tcp;   /* StreamManager.tcp or NULL */
+    PyObject *bypassed;     /* StreamManager.bypassed or NULL */
     PyObject *obs_datagram; /* ObservationCollector.datagram or NULL */
     Gen gens[2];
     int cur;
@@ -347,8 +353,37 @@ static int or_attr(PyObject *o, PyObject *name, int bits) {
     return r;
 }
 
-static int settle(Entry *e) {
-    if (!e->dirty || !e->flow)
+/* Tell the stream manager what the bypass passed over, and end the bypass (Python may now
+ * deliver bytes of the flow itself: the manager arms a new one). */
+static int report_bypass(Core *c, Entry *e) {
+    for (int d = 0; d < 2; d++) {
+        int64_t n = e->byp_done[d];
+        e->byp_left[d] = e->byp_done[d] = 0;
+        if (!n || !c->bypassed)
+            continue;
+        PyObject *flow = Py_NewRef(e->flow);
+        PyObject *o_n = PyLong_FromLongLong(n);
+        PyObject *r = NULL;
+        if (o_n) {
+            PyObject *cargs[3] = {flow, d ? Py_False : Py_True, o_n};
+            r = PyObject_Vectorcall(c->bypassed, cargs, 3, NULL);
+            Py_DECREF(o_n);
+        }
+        Py_DECREF(flow);
+        if (!r)
+            return -1;
+        Py_DECREF(r);
+    }
+    return 0;
+}
+
+static int settle(Core *c, Entry *e) {
+    if (!e->flow)
+        return 0;
+    if ((e->byp_left[0] | e->byp_left[1] | e->byp_done[0] | e->byp_done[1]) &&
+        report_bypass(c, e) < 0)
+        return -1;
+    if (!e->dirty)
         return 0;
     e->dirty = 0;
     PyObject *f = e->flow;
@@ -423,11 +458,11 @@ static int mark_dirty(Core *c, uint32_t idx) {
 
 static int Core_init(Core *c, PyObject *args, PyObject *kw) {
     static char *names[] = {"window_ns", "tcp_idle_ns", "udp_idle_ns", "udp_ports", "stream_tcp",
-                            "obs_datagram", NULL};
+                            "obs_datagram", "bypassed", NULL};
     long long window, tcp_idle, udp_idle;
-    PyObject *ports, *stream_tcp, *obs;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "LLLOOO", names, &window, &tcp_idle, &udp_idle,
-                                     &ports, &stream_tcp, &obs))
+    PyObject *ports, *stream_tcp, *obs, *bypassed = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "LLLOOO|O", names, &window, &tcp_idle, &udp_idle,
+                                     &ports, &stream_tcp, &obs, &bypassed))
         return -1;
     if (c->slots) {
         PyErr_SetString(PyExc_RuntimeError, "Core is initialised once");
@@ -456,6 +491,7 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
         return -1;
     c->stream_tcp = stream_tcp == Py_None ? NULL : Py_NewRef(stream_tcp);
     c->obs_datagram = obs == Py_None ? NULL : Py_NewRef(obs);
+    c->bypassed = bypassed == Py_None ? NULL : Py_NewRef(bypassed);
     if (gen_init(&c->gens[0], 4096) < 0 || gen_init(&c->gens[1], 4096) < 0)
         return -1;
     c->cur = 0;
@@ -475,6 +511,7 @@ static int Core_traverse(Core *c, visitproc visit, void *arg) {
     Py_VISIT(c->batch);
     Py_VISIT(c->stream_tcp);
     Py_VISIT(c->obs_datagram);
+    Py_VISIT(c->bypassed);
     for (size_t i = 0; i < c->n_ents; i++)
         Py_VISIT(c->ents[i].flow);
     return 0;
@@ -484,6 +521,7 @@ static int Core_clear(Core *c) {
     Py_CLEAR(c->batch);
     Py_CLEAR(c->stream_tcp);
     Py_CLEAR(c->obs_datagram);
+    Py_CLEAR(c->bypassed);
     for (size_t i = 0; i < c->n_ents; i++)
         Py_CLEAR(c->ents[i].flow);
     return 0;
@@ -577,8 +615,9 @@ static PyObject *Core_remove(Core *c, PyObject *const *args, Py_ssize_t nargs) {
         Py_RETURN_NONE;
     uint32_t idx = c->slots[si].ref >> 1;
     Entry *e = &c->ents[idx];
-    if (settle(e) < 0)
+    if (settle(c, e) < 0)
         return NULL;
+    e = &c->ents[idx];
     idx_delete(c, (size_t)si);
     long sj = idx_find(c, hash_bytes(sk, sn), sk, sn);
     if (sj >= 0 && (c->slots[sj].ref >> 1) == idx)
@@ -590,20 +629,50 @@ static PyObject *Core_remove(Core *c, PyObject *const *args, Py_ssize_t nargs) {
     Py_RETURN_NONE;
 }
 
+/* bypass(key, from_client, seq, nbytes): the stream manager does not need the next nbytes of
+ * payload of the flow's direction, which start at sequence number seq: count them only (and
+ * report them with StreamManager.bypassed before the manager sees the flow again). */
+static PyObject *Core_bypass(Core *c, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "bypass(key, from_client, seq, nbytes)");
+        return NULL;
+    }
+    const uint8_t *k;
+    Py_ssize_t n;
+    if (get_key(args[0], &k, &n) < 0)
+        return NULL;
+    int from_client = PyObject_IsTrue(args[1]);
+    unsigned long seq = PyLong_AsUnsignedLong(args[2]);
+    long long nbytes = PyLong_AsLongLong(args[3]);
+    if (from_client < 0 || PyErr_Occurred())
+        return NULL;
+    long idx = find_entry(c, k, n);
+    if (idx < 0 || nbytes <= 0)
+        Py_RETURN_NONE;
+    Entry *e = &c->ents[idx];
+    int d = from_client ? 0 : 1;
+    if (e->byp_done[d]) { /* still to report: leave that bypass as it is */
+        Py_RETURN_NONE;
+    }
+    e->byp_seq[d] = (uint32_t)seq;
+    e->byp_left[d] = nbytes;
+    Py_RETURN_NONE;
+}
+
 static PyObject *Core_settle(Core *c, PyObject *key) {
     const uint8_t *k;
     Py_ssize_t n;
     if (get_key(key, &k, &n) < 0)
         return NULL;
     long idx = find_entry(c, k, n);
-    if (idx >= 0 && settle(&c->ents[idx]) < 0)
+    if (idx >= 0 && settle(c, &c->ents[idx]) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
 
 static PyObject *Core_settle_all(Core *c, PyObject *unused) {
     for (size_t i = 0; i < c->n_dirty; i++)
-        if (settle(&c->ents[c->dirty[i]]) < 0)
+        if (settle(c, &c->ents[c->dirty[i]]) < 0)
             return NULL;
     c->n_dirty = 0;
     Py_RETURN_NONE;
@@ -769,6 +838,7 @@ static int parse(const uint8_t *d, Py_ssize_t n, Pkt *p) {
 
 #define SYN 0x02
 #define FIN 0x01
+#define RST 0x04
 
 /* run(frames, handler, npk, nbytes, stop_at) -> (npk, nbytes, last_ts, more)
  *
@@ -877,7 +947,21 @@ static PyObject *Core_run(Core *c, PyObject *const *args, Py_ssize_t nargs) {
                     }
                     PyObject *flow = e->flow;
                     if (p.proto == 6) {
-                        if (e->wants && c->stream_tcp && (p.plen || p.flags & FIN)) {
+                        if (e->byp_left[dir] && p.plen && p.plen <= e->byp_left[dir] &&
+                            p.seq == e->byp_seq[dir] && !(p.flags & (FIN | SYN | RST))) {
+                            /* the next bytes the analyzer skips anyway: counted only */
+                            e->byp_seq[dir] += (uint32_t)p.plen;
+                            e->byp_left[dir] -= p.plen;
+                            e->byp_done[dir] += p.plen;
+                        } else if (e->wants && c->stream_tcp && (p.plen || p.flags & FIN)) {
+                            if ((e->byp_left[0] | e->byp_left[1] | e->byp_done[0] |
+                                 e->byp_done[1]) &&
+                                report_bypass(c, e) < 0) {
+                                Py_DECREF(fr);
+                                goto error;
+                            }
+                            e = &c->ents[idx];
+                            flow = e->flow;
                             Py_INCREF(flow);
                             PyObject *cargs[6];
                             cargs[0] = flow;
@@ -955,7 +1039,7 @@ static PyObject *Core_run(Core *c, PyObject *const *args, Py_ssize_t nargs) {
                     }
                     continue;
                 }
-                if (settle(e) < 0) {
+                if (settle(c, e) < 0) {
                     Py_DECREF(fr);
                     goto error;
                 }
@@ -1002,6 +1086,8 @@ static PyMethodDef Core_methods[] = {
      "add(ckey, skey, flow, last_ns): a flow started"},
     {"remove", (PyCFunction)(void (*)(void))Core_remove, METH_FASTCALL,
      "remove(ckey, skey): a flow ended (its pending counts are settled first)"},
+    {"bypass", (PyCFunction)(void (*)(void))Core_bypass, METH_FASTCALL,
+     "bypass(key, from_client, seq, nbytes): count the direction's next payload bytes only"},
     {"settle", (PyCFunction)Core_settle, METH_O,
      "settle(key): write the pending counts of key's flow into its Flow"},
     {"settle_all", (PyCFunction)Core_settle_all, METH_NOARGS,

@@ -32,9 +32,8 @@ import hashlib
 import socket
 import struct
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import chain
 from typing import Any
 
 from monitor import native_core
@@ -325,7 +324,10 @@ class FlowTable:
                 self._udp_ports,
                 streams.tcp if streams is not None else None,
                 observer.datagram if observer is not None else None,
+                getattr(streams, "bypassed", None),
             )
+            if streams is not None and hasattr(streams, "bypass"):
+                streams.bypass = self._core.bypass
             self._seen: Callable[[bytes, int], bool] = self._core.seen
         else:
             self._seen = SignatureWindow(window).seen
@@ -355,7 +357,7 @@ class FlowTable:
         frame = self._frame
         it = iter(frames)
         if core is None:  # the Python loop takes frames one by one
-            it = chain.from_iterable(x if x.__class__ is list else (x,) for x in it)
+            it = _one_by_one(it)
         ts = 0
         while True:
             if core is not None:
@@ -702,6 +704,15 @@ class FlowTable:
         for f in sorted(self.flows.values(), key=lambda f: f.first_ns):
             self._end(f, "end")
         self._frags.clear()
+
+
+def _one_by_one(items: Iterator[Any]) -> Iterator[tuple[int, int, bytes, int]]:
+    """Frames and lists of frames, as frames."""
+    for item in items:
+        if item.__class__ is list:
+            yield from item
+        else:
+            yield item
 
 
 def _client_is_src(

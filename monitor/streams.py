@@ -197,6 +197,17 @@ class Reassembler:
         self._take(nxt, payload)
         return True
 
+    @property
+    def next_seq(self) -> int | None:
+        """Sequence number of the next byte to deliver (None before the stream started)."""
+        return self._next
+
+    def pass_over(self, nbytes: int) -> None:
+        """The next ``nbytes`` bytes went by in order and are not needed (a bypass): move
+        past them without remembering them (a later copy of them is not compared)."""
+        self._next = ((self._next or 0) + nbytes) & SEQ_MASK
+        self.offset += nbytes
+
     def _take(self, nxt: int, payload: bytes) -> None:
         n = len(payload)
         self._next = (nxt + n) & SEQ_MASK
@@ -413,6 +424,10 @@ class StreamManager:
         self._probes: tuple[tuple[ParserSpec, Callable[[bytes, bool], bool]], ...] = tuple(
             (spec, spec.probe) for spec in registry if spec.probe is not None
         )
+        #: ``(flow key, from_client, seq, nbytes)``: set by a flow table with the C fast lane,
+        #: which then counts the bytes an analyzer skips without handing them over (and
+        #: reports them through :meth:`bypassed`); None: they come here and are dropped.
+        self.bypass: Callable[[bytes, bool, int, int], None] | None = None
 
     def tcp(
         self, flow: Any, from_client: bool, ts_ns: int, seq: int, flags: int, payload: bytes
@@ -433,6 +448,20 @@ class StreamManager:
             return
         if st is PROBE_BOTH or st is (PROBE_CLIENT if from_client else PROBE_SERVER):
             self._probe(flow, st, from_client, ts_ns, seq, flags, payload)
+
+    def bypassed(self, flow: Any, from_client: bool, nbytes: int) -> None:
+        """The C fast lane counted, without handing them over, the next ``nbytes`` bytes of a
+        direction that :attr:`bypass` named: its stream moves past them as if they had been
+        delivered and skipped."""
+        st = flow.stream
+        if st.__class__ is not _Stream:
+            return
+        r = st.client if from_client else st.server
+        if r is None:
+            return
+        r.pass_over(nbytes)
+        skip = st.skip_client if from_client else st.skip_server
+        _set_skip(st, from_client, max(0, skip - nbytes))
 
     def close(self, flow: Any) -> None:
         """The flow ended or was evicted: flush its reassemblers, close its analyzer, drop state."""
@@ -547,6 +576,12 @@ class StreamManager:
                 return
             if st.analyzer.done:
                 self._close_analyzer(flow, st)
+                return
+            skip = st.skip_client if from_client else st.skip_server
+            nxt = r.next_seq
+            if skip and self.bypass is not None and nxt is not None:
+                # Nothing is buffered (take_next): the skipped bytes start at the next seq.
+                self.bypass(flow.ckey, from_client, nxt, skip)
             return
         missed = 0
         if r is None:
