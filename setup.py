@@ -5,7 +5,9 @@ medmon is a Python package; this only makes it faster. ``decode.py``, ``flows.py
 mypyc (the compiler that ships with mypy, using the modules' own type hints) they run about
 twice as fast. When compiling is not
 possible (no C compiler or Python headers) or not wanted (``MEDMON_PURE_PYTHON=1``), the
-build goes on without it and medmon runs the same code as plain Python.
+build goes on without it and medmon runs the same code as plain Python. ``monitor/_flowcore.c``,
+the flow table's fast lane (docs/architecture.md), is hand-written C built with them under
+the same conditions.
 
 The SHA-256 of each compiled source is written to ``monitor/_compiled.json``; at import,
 ``monitor/__init__.py`` falls back to the plain modules when a source no longer matches what
