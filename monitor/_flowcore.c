@@ -11,13 +11,13 @@
  * TCP payload of flows the stream manager still wants, and UDP datagrams of the observer's
  * ports, are handed to the same Python callbacks the Python loop calls.
  *
- * Everything else (a frame it cannot decode, a flow's first packet, a SYN, an idle timeout)
- * goes to the Python handler, FlowTable._frame, in capture order, after the flow's pending
- * deltas have been written into its Flow object ("settled"). The Python FlowTable stays the
- * owner of every flow: it tells the core of each flow it starts (add) and ends (remove), and
- * settles all flows before it sweeps. With this module absent (no C compiler, or
- * MEDMON_PURE_PYTHON=1) the same FlowTable runs everything in Python; tests/test_flows.py
- * checks that both give the same flows.
+ * Everything else (a frame it cannot decode, a flow's first packet, a SYN that is not a
+ * SYN-ACK, an idle timeout) goes to the Python handler, FlowTable._frame, in capture order,
+ * after the flow's pending deltas have been written into its Flow object ("settled"). The
+ * Python FlowTable stays the owner of every flow: it tells the core of each flow it starts
+ * (add) and ends (remove), and settles all flows before it sweeps. With this module absent (no
+ * C compiler, or MEDMON_PURE_PYTHON=1) the same FlowTable runs everything in Python;
+ * tests/test_fast_lane.py checks that both give the same flows, records and observations.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -195,6 +195,7 @@ typedef struct {
     uint8_t udp_ports[8192];
     PyObject *stream_tcp;   /* StreamManager.tcp or NULL */
     PyObject *bypassed;     /* StreamManager.bypassed or NULL */
+    PyObject *obs_syn;      /* ObservationCollector.syn or NULL */
     PyObject *obs_datagram; /* ObservationCollector.datagram or NULL */
     Gen gens[2];
     int cur;
@@ -212,7 +213,7 @@ typedef struct {
 } Core;
 
 static PyObject *s_pts, *s_ptc, *s_bts, *s_btc, *s_lts, *s_ltc, *s_fc, *s_fs, *s_last, *s_stream,
-    *s_app;
+    *s_app, *s_isn_server;
 
 /* -- the index -- */
 
@@ -458,11 +459,11 @@ static int mark_dirty(Core *c, uint32_t idx) {
 
 static int Core_init(Core *c, PyObject *args, PyObject *kw) {
     static char *names[] = {"window_ns", "tcp_idle_ns", "udp_idle_ns", "udp_ports", "stream_tcp",
-                            "obs_datagram", "bypassed", NULL};
+                            "obs_datagram", "bypassed", "obs_syn", NULL};
     long long window, tcp_idle, udp_idle;
-    PyObject *ports, *stream_tcp, *obs, *bypassed = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "LLLOOO|O", names, &window, &tcp_idle, &udp_idle,
-                                     &ports, &stream_tcp, &obs, &bypassed))
+    PyObject *ports, *stream_tcp, *obs, *bypassed = Py_None, *obs_syn = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "LLLOOO|OO", names, &window, &tcp_idle, &udp_idle,
+                                     &ports, &stream_tcp, &obs, &bypassed, &obs_syn))
         return -1;
     if (c->slots) {
         PyErr_SetString(PyExc_RuntimeError, "Core is initialised once");
@@ -492,6 +493,7 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
     c->stream_tcp = stream_tcp == Py_None ? NULL : Py_NewRef(stream_tcp);
     c->obs_datagram = obs == Py_None ? NULL : Py_NewRef(obs);
     c->bypassed = bypassed == Py_None ? NULL : Py_NewRef(bypassed);
+    c->obs_syn = obs_syn == Py_None ? NULL : Py_NewRef(obs_syn);
     if (gen_init(&c->gens[0], 4096) < 0 || gen_init(&c->gens[1], 4096) < 0)
         return -1;
     c->cur = 0;
@@ -512,6 +514,7 @@ static int Core_traverse(Core *c, visitproc visit, void *arg) {
     Py_VISIT(c->stream_tcp);
     Py_VISIT(c->obs_datagram);
     Py_VISIT(c->bypassed);
+    Py_VISIT(c->obs_syn);
     for (size_t i = 0; i < c->n_ents; i++)
         Py_VISIT(c->ents[i].flow);
     return 0;
@@ -522,6 +525,7 @@ static int Core_clear(Core *c) {
     Py_CLEAR(c->stream_tcp);
     Py_CLEAR(c->obs_datagram);
     Py_CLEAR(c->bypassed);
+    Py_CLEAR(c->obs_syn);
     for (size_t i = 0; i < c->n_ents; i++)
         Py_CLEAR(c->ents[i].flow);
     return 0;
@@ -731,7 +735,8 @@ static inline void put32(uint8_t *p, uint32_t v) {
 /* What the fast lane decoded of a frame. */
 typedef struct {
     int proto; /* 6 or 17 */
-    int sport, dport, flags;
+    int sport, dport, flags, ttl;
+    Py_ssize_t l4; /* offset of the TCP/UDP header */
     uint32_t seq;
     Py_ssize_t poff, plen;
     uint8_t key[KEY_MAX];
@@ -764,6 +769,7 @@ static int parse(const uint8_t *d, Py_ssize_t n, Pkt *p) {
             return 0;
         ip_id = (uint32_t)(d[off + 4] << 8 | d[off + 5]);
         proto = d[off + 9];
+        p->ttl = d[off + 8];
         src = d + off + 12;
         dst = d + off + 16;
         alen = 4;
@@ -774,6 +780,7 @@ static int parse(const uint8_t *d, Py_ssize_t n, Pkt *p) {
         proto = d[off + 6];
         if (!plen || (proto != 6 && proto != 17))
             return 0;
+        p->ttl = d[off + 7];
         src = d + off + 8;
         dst = d + off + 24;
         alen = 16;
@@ -825,6 +832,7 @@ static int parse(const uint8_t *d, Py_ssize_t n, Pkt *p) {
         return 0;
     }
     p->proto = proto;
+    p->l4 = l4;
     p->sport = h[0] << 8 | h[1];
     p->dport = h[2] << 8 | h[3];
     memcpy(p->key, src, alen);
@@ -839,6 +847,34 @@ static int parse(const uint8_t *d, Py_ssize_t n, Pkt *p) {
 #define SYN 0x02
 #define FIN 0x01
 #define RST 0x04
+#define ACK 0x10
+
+/* A SYN-ACK from the server, as FlowTable._frame takes it: the server's ISN, and its traits to
+ * the observer. */
+static int synack(Core *c, PyObject *flow, PyObject *o_ts, const uint8_t *d, const Pkt *p) {
+    PyObject *isn = PyLong_FromUnsignedLong(p->seq);
+    if (!isn)
+        return -1;
+    int r = PyObject_SetAttr(flow, s_isn_server, isn);
+    Py_DECREF(isn);
+    if (r < 0 || !c->obs_syn)
+        return r;
+    Py_INCREF(flow);
+    PyObject *ttl = PyLong_FromLong(p->ttl);
+    PyObject *hdr = PyBytes_FromStringAndSize((const char *)d + p->l4, p->poff - p->l4);
+    PyObject *res = NULL;
+    if (ttl && hdr) {
+        PyObject *cargs[5] = {flow, Py_False, o_ts, ttl, hdr};
+        res = PyObject_Vectorcall(c->obs_syn, cargs, 5, NULL);
+    }
+    Py_XDECREF(ttl);
+    Py_XDECREF(hdr);
+    Py_DECREF(flow);
+    if (!res)
+        return -1;
+    Py_DECREF(res);
+    return 0;
+}
 
 /* run(frames, handler, npk, nbytes, stop_at) -> (npk, nbytes, last_ts, more)
  *
@@ -933,7 +969,9 @@ static PyObject *Core_run(Core *c, PyObject *const *args, Py_ssize_t nargs) {
                 int dir = ref & 1;
                 Entry *e = &c->ents[idx];
                 int64_t idle = ts - e->last_ns;
-                if (p.proto == 6 ? (!(p.flags & SYN) && idle <= c->tcp_idle)
+                /* A SYN goes to Python (a new connection on old ports, the client's ISN and
+                 * traits); a SYN-ACK is counted here, with the server's ISN and traits. */
+                if (p.proto == 6 ? ((!(p.flags & SYN) || p.flags & ACK) && idle <= c->tcp_idle)
                                  : idle <= c->udp_idle) {
                     /* the fast lane: count it, hand on what a parser wants */
                     e->last_ns = ts;
@@ -946,6 +984,12 @@ static PyObject *Core_run(Core *c, PyObject *const *args, Py_ssize_t nargs) {
                         goto error;
                     }
                     PyObject *flow = e->flow;
+                    if (p.proto == 6 && p.flags & SYN && dir == 1 &&
+                        synack(c, flow, o_ts, d, &p) < 0) {
+                        Py_DECREF(fr);
+                        goto error;
+                    }
+                    e = &c->ents[idx];
                     if (p.proto == 6) {
                         if (e->byp_left[dir] && p.plen && p.plen <= e->byp_left[dir] &&
                             p.seq == e->byp_seq[dir] && !(p.flags & (FIN | SYN | RST))) {
@@ -1204,6 +1248,7 @@ PyMODINIT_FUNC PyInit__flowcore(void) {
     INTERN(s_last, "last_ns");
     INTERN(s_stream, "stream");
     INTERN(s_app, "app");
+    INTERN(s_isn_server, "isn_server");
     if (PyType_Ready(&CoreType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);

@@ -13,6 +13,7 @@ class Core:
         stream_tcp: Callable[..., object] | None,
         obs_datagram: Callable[..., object] | None,
         bypassed: Callable[[Any, bool, int], object] | None = None,
+        obs_syn: Callable[[Any, bool, int, int, bytes], object] | None = None,
     ) -> None: ...
     def run(
         self,

@@ -325,6 +325,7 @@ class FlowTable:
                 streams.tcp if streams is not None else None,
                 observer.datagram if observer is not None else None,
                 getattr(streams, "bypassed", None),
+                observer.syn if observer is not None else None,
             )
             if streams is not None and hasattr(streams, "bypass"):
                 streams.bypass = self._core.bypass
