@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
 from itertools import islice
+from operator import attrgetter
 from typing import Any
 
 import pyarrow as pa
@@ -22,9 +23,15 @@ from monitor.records import TABLES
 from monitor.register.schema import Register
 
 _TS = pa.timestamp("ns", tz="UTC")
-#: record type -> (table, its column names in order): dataclasses.fields() is slow per record.
+#: record type -> (table, whether its first column is run_id, a getter of all its columns in
+#: order as one tuple): dataclasses.fields() is slow per record, one attrgetter call is not.
 _RECORD_FIELDS = {
-    record: (table, tuple(f.name for f in fields(record))) for table, record in TABLES
+    record: (
+        table,
+        fields(record)[0].name == "run_id",
+        attrgetter(*(f.name for f in fields(record))),
+    )
+    for table, record in TABLES
 }
 
 
@@ -115,11 +122,11 @@ class RunWriter:
 
     def add_record(self, record: Any) -> None:
         """Queue a record dataclass from :mod:`monitor.records`; its run_id is set here."""
-        table, names = _RECORD_FIELDS[type(record)]
-        values = [getattr(record, name) for name in names]
-        if names[0] == "run_id":
-            values[0] = self.run_id
-        self.add(table, tuple(values))
+        table, has_run_id, columns = _RECORD_FIELDS[type(record)]
+        values = columns(record)
+        if has_run_id:
+            values = (self.run_id, *values[1:])
+        self.add(table, values)
 
     def flush(self) -> None:
         """Write every queued row (still inside the transaction)."""

@@ -329,6 +329,16 @@ def _certificate(not_after: datetime.datetime) -> bytes:
     return cert.public_bytes(Encoding.DER)
 
 
+def test_a_certificate_is_read_once_and_cryptography_loads_when_first_needed() -> None:
+    der = _certificate(datetime.datetime(2040, 1, 1, tzinfo=datetime.UTC))
+    tls._CERT_MEMO.clear()
+    first = parse_certificate(der)
+    assert tls._x509_loaded and isinstance(first, tls.Certificate)
+    assert parse_certificate(der) is first  # the second handshake's copy: the memo
+    assert parse_certificate(der + b"") is first
+    assert parse_certificate(b"notaDER!") is not first
+
+
 @pytest.mark.parametrize("year", [2049, 2051])  # UTCTime, then GeneralizedTime (RFC 5280)
 def test_der_walk_matches_cryptography(year: int) -> None:
     der = _certificate(datetime.datetime(year, 6, 30, 12, 0, 5, tzinfo=datetime.UTC))
