@@ -23,6 +23,7 @@ only when nothing says otherwise:
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -97,6 +98,39 @@ def ipv4_octets(ip: str) -> tuple[int, int, int, int] | None:
     return a, b, c, d
 
 
+def ipv6_bytes(ip: str) -> bytes | None:
+    """The 16 bytes of an IPv6 address in text, or None (a scope id, or not IPv6)."""
+    try:
+        return socket.inet_pton(socket.AF_INET6, ip)
+    except (OSError, ValueError):
+        return None
+
+
+#: IPv6 /64 prefix -> whether the addresses in it are private or link-local (see
+#: :func:`ipv6_internal`).
+_V6_INTERNAL: dict[bytes, bool] = {}
+
+
+def ipv6_internal(ip: str) -> bool | None:
+    """Whether an IPv6 address is private or link-local, as :mod:`ipaddress` says
+    (``is_private or is_link_local``), or None when that must be asked address by address.
+
+    Every such range of Python 3.11-3.13 outside ``::/64`` and ``2001::/23`` is a /64 or
+    shorter, so the answer is kept per /64: a site's thousands of addresses cost a few
+    :mod:`ipaddress` look-ups, not one each (they take about 10 us)."""
+    raw = ipv6_bytes(ip)
+    if raw is None or not any(raw[:8]) or (raw[0] == 0x20 and raw[1] == 0x01 and raw[2] < 2):
+        return None
+    prefix = raw[:8]
+    known = _V6_INTERNAL.get(prefix)
+    if known is None:
+        if len(_V6_INTERNAL) >= 65536:
+            _V6_INTERNAL.clear()
+        addr = ipaddress.IPv6Address(raw)
+        known = _V6_INTERNAL[prefix] = addr.is_private or addr.is_link_local
+    return known
+
+
 @lru_cache(maxsize=65536)
 def is_device_ip(ip: str | None) -> bool:
     """A unicast, specified address (not multicast, the limited broadcast or unspecified; a
@@ -106,6 +140,9 @@ def is_device_ip(ip: str | None) -> bool:
     v4 = ipv4_octets(ip)
     if v4 is not None:
         return 1 <= v4[0] < 224 and ip != "255.255.255.255"
+    raw = ipv6_bytes(ip)
+    if raw is not None:  # not multicast (ff00::/8), not unspecified (::)
+        return raw[0] != 0xFF and any(raw)
     try:
         a = ipaddress.ip_address(ip)
     except ValueError:

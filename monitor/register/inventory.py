@@ -34,6 +34,7 @@ from monitor.fingerprint.identity import (
     Binding,
     Identities,
     ipv4_octets,
+    ipv6_internal,
     is_device_mac,
     resolve,
 )
@@ -69,6 +70,10 @@ def is_internal(ip: str) -> bool:
         a, b = v4[0], v4[1]
         if a == 10 or a == 127 or (a == 172 and 16 <= b <= 31) or (a, b) in _PRIVATE_16:
             return True
+    else:
+        v6 = ipv6_internal(ip)
+        if v6 is not None:
+            return v6
     try:
         addr = ipaddress.ip_address(ip)
     except ValueError:

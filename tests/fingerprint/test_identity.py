@@ -71,3 +71,28 @@ def test_multicast_broadcast_and_unspecified_are_not_devices() -> None:
     ident = resolve([Binding("224.0.0.251", "01:00:5e:00:00:fb", "flow")])
     assert ident.by_ip == {}
     assert ident.asset_for("224.0.0.251", "01:00:5e:00:00:fb") is None
+
+
+def test_ipv6_classification_agrees_with_ipaddress() -> None:
+    """The /64-cached IPv6 answers of is_internal and is_device_ip are ipaddress's, on the
+    special ranges and on random addresses in and around them."""
+    import ipaddress
+    import random
+
+    from monitor.register.inventory import is_internal
+
+    rng = random.Random(7)
+    samples = [
+        *("2001:db8::1", "fd00::5", "fe80::1", "::1", "::", "::ffff:10.0.0.1", "2001:0:1::1"),
+        *("2001:1::1", "2001:200::1", "2002::1", "64:ff9b::1", "100::1", "ff02::1"),
+        *("2607:f8b0::1", "fc00::", "febf::1", "fec0::1", "fe80::1%eth0"),
+    ]
+    samples += [str(ipaddress.IPv6Address(rng.getrandbits(128))) for _ in range(500)]
+    for top in (0x2001, 0xFD12, 0xFE80, 0x0100, 0x2002, 0x0000, 0xFF02):
+        samples += [
+            str(ipaddress.IPv6Address(top << 112 | rng.getrandbits(100))) for _ in range(200)
+        ]
+    for ip in samples:
+        a = ipaddress.ip_address(ip)
+        assert is_internal(ip) == (a.is_private or a.is_link_local), ip
+        assert is_device_ip(ip) == (not (a.is_multicast or a.is_unspecified)), ip
