@@ -161,9 +161,9 @@ class Flow:
             self.first_ns,
             self.last_ns,
             PROTO_NAMES.get(self.proto) or str(self.proto),
-            ip_text(self.client_ip),
+            _ip_text_cached(self.client_ip),
             self.client_port,
-            ip_text(self.server_ip),
+            _ip_text_cached(self.server_ip),
             self.server_port,
             self.vlan,
             self.app,
@@ -175,8 +175,8 @@ class Flow:
             self.payload_to_client,
             self.state or None,
             self.end_reason,
-            mac_text(self.client_mac) or None,
-            mac_text(self.server_mac) or None,
+            _mac_text_cached(self.client_mac),
+            _mac_text_cached(self.server_mac),
         )
 
     @property
@@ -222,6 +222,33 @@ def ip_text(raw: bytes) -> str:
 def mac_text(raw: bytes) -> str:
     """A MAC address as lower-case colon-separated hex ('' for none)."""
     return raw.hex(":") if raw else ""
+
+
+#: Texts of the addresses of recent flows: a site's hosts end thousands of flows each.
+_IP_TEXTS: dict[bytes, str] = {}
+_MAC_TEXTS: dict[bytes, str | None] = {}
+_MAX_TEXTS = 1 << 16
+
+
+def _ip_text_cached(raw: bytes) -> str:
+    text = _IP_TEXTS.get(raw)
+    if text is None:
+        if len(_IP_TEXTS) >= _MAX_TEXTS:
+            _IP_TEXTS.clear()
+        text = _IP_TEXTS[raw] = ip_text(raw)
+    return text
+
+
+def _mac_text_cached(raw: bytes) -> str | None:
+    """``mac_text(raw) or None``, remembered."""
+    if not raw:
+        return None
+    text = _MAC_TEXTS.get(raw)
+    if text is None:
+        if len(_MAC_TEXTS) >= _MAX_TEXTS:
+            _MAC_TEXTS.clear()
+        text = _MAC_TEXTS[raw] = mac_text(raw)
+    return text
 
 
 def signature(
