@@ -618,10 +618,13 @@ static PyObject *Core_remove(Core *c, PyObject *const *args, Py_ssize_t nargs) {
     if (si < 0)
         Py_RETURN_NONE;
     uint32_t idx = c->slots[si].ref >> 1;
-    Entry *e = &c->ents[idx];
-    if (settle(c, e) < 0)
+    if (settle(c, &c->ents[idx]) < 0)
         return NULL;
-    e = &c->ents[idx];
+    /* settling may have called into Python: look the key up again */
+    si = idx_find(c, hc, ck, cn);
+    if (si < 0 || (c->slots[si].ref >> 1) != idx)
+        Py_RETURN_NONE;
+    Entry *e = &c->ents[idx];
     idx_delete(c, (size_t)si);
     long sj = idx_find(c, hash_bytes(sk, sn), sk, sn);
     if (sj >= 0 && (c->slots[sj].ref >> 1) == idx)
