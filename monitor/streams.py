@@ -41,8 +41,15 @@ Reassembly rules, chosen to match ``tshark -z follow,tcp`` (Wireshark 4.0 ``pack
   becomes a gap when later bytes arrive.
 
 Memory per reassembled direction is bounded by ``max_buffer`` + ``history`` (+ one segment).
-When the analyzer reports ``done`` (e.g. DICOM pixel data follows), the manager drops the
-flow's buffers and stops calling it; bulk data then costs only the flow table's counters.
+When the analyzer reports ``done``, the manager drops the flow's buffers and stops calling it;
+the rest of the flow then costs only the flow table's counters.
+
+Bypass: an analyzer of a spec with ``skips=True`` says after each delivery how many of the
+direction's next bytes it does not need (``take_skip``: DICOM, the pixel data after a data
+set's device attributes). Those bytes are dropped here undelivered (a gap inside them is no
+gap for the analyzer); with the C fast lane, :attr:`StreamManager.bypass` lets the flow table
+count them without handing them over at all, and :meth:`StreamManager.bypassed` moves the
+stream past them afterwards.
 
 Events: :meth:`Reassembler.add` and :meth:`Reassembler.flush` return ``(kind, value)`` tuples in
 stream order: ``('data', bytes)``; ``('gap', n)`` for ``n`` bytes that never arrived; and an
