@@ -161,9 +161,9 @@ class Flow:
             self.first_ns,
             self.last_ns,
             PROTO_NAMES.get(self.proto) or str(self.proto),
-            _ip_text_cached(self.client_ip),
+            _remembered(_IP_TEXTS, self.client_ip, ip_text),
             self.client_port,
-            _ip_text_cached(self.server_ip),
+            _remembered(_IP_TEXTS, self.server_ip, ip_text),
             self.server_port,
             self.vlan,
             self.app,
@@ -175,8 +175,8 @@ class Flow:
             self.payload_to_client,
             self.state or None,
             self.end_reason,
-            _mac_text_cached(self.client_mac),
-            _mac_text_cached(self.server_mac),
+            _remembered(_MAC_TEXTS, self.client_mac, mac_text) or None,
+            _remembered(_MAC_TEXTS, self.server_mac, mac_text) or None,
         )
 
     @property
@@ -226,28 +226,17 @@ def mac_text(raw: bytes) -> str:
 
 #: Texts of the addresses of recent flows: a site's hosts end thousands of flows each.
 _IP_TEXTS: dict[bytes, str] = {}
-_MAC_TEXTS: dict[bytes, str | None] = {}
+_MAC_TEXTS: dict[bytes, str] = {}
 _MAX_TEXTS = 1 << 16
 
 
-def _ip_text_cached(raw: bytes) -> str:
-    text = _IP_TEXTS.get(raw)
+def _remembered(texts: dict[bytes, str], raw: bytes, text_of: Callable[[bytes], str]) -> str:
+    """``text_of(raw)``, kept in ``texts`` (emptied when full)."""
+    text = texts.get(raw)
     if text is None:
-        if len(_IP_TEXTS) >= _MAX_TEXTS:
-            _IP_TEXTS.clear()
-        text = _IP_TEXTS[raw] = ip_text(raw)
-    return text
-
-
-def _mac_text_cached(raw: bytes) -> str | None:
-    """``mac_text(raw) or None``, remembered."""
-    if not raw:
-        return None
-    text = _MAC_TEXTS.get(raw)
-    if text is None:
-        if len(_MAC_TEXTS) >= _MAX_TEXTS:
-            _MAC_TEXTS.clear()
-        text = _MAC_TEXTS[raw] = mac_text(raw)
+        if len(texts) >= _MAX_TEXTS:
+            texts.clear()
+        text = texts[raw] = text_of(raw)
     return text
 
 
