@@ -210,6 +210,8 @@ typedef struct {
     long long duplicates;
     PyObject *batch; /* a list of frames from the iterator, being counted */
     Py_ssize_t batch_pos;
+    PyObject *records; /* a Records block from the iterator, being counted */
+    Py_ssize_t records_pos;
 } Core;
 
 static PyObject *s_pts, *s_ptc, *s_bts, *s_btc, *s_lts, *s_ltc, *s_fc, *s_fs, *s_last, *s_stream,
@@ -511,6 +513,7 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
 
 static int Core_traverse(Core *c, visitproc visit, void *arg) {
     Py_VISIT(c->batch);
+    Py_VISIT(c->records);
     Py_VISIT(c->stream_tcp);
     Py_VISIT(c->obs_datagram);
     Py_VISIT(c->bypassed);
@@ -522,6 +525,7 @@ static int Core_traverse(Core *c, visitproc visit, void *arg) {
 
 static int Core_clear(Core *c) {
     Py_CLEAR(c->batch);
+    Py_CLEAR(c->records);
     Py_CLEAR(c->stream_tcp);
     Py_CLEAR(c->obs_datagram);
     Py_CLEAR(c->bypassed);
@@ -878,15 +882,312 @@ static int synack(Core *c, PyObject *flow, PyObject *o_ts, const uint8_t *d, con
     Py_DECREF(res);
     return 0;
 }
+/* ---- records: a chunk's pcap records, unboxed ------------------------------------------ */
+
+/* A frame being counted: its values, and its Python objects once something needs them. A
+ * frame from a tuple borrows the tuple's objects (fr holds the tuple); a record of a Records
+ * block has none until the Python lane or a callback asks (fr_ts, fr_objects), and they are
+ * dropped with it: the fast lane makes no object for most packets. */
+typedef struct {
+    long long ts;
+    long linktype, wirelen;
+    const uint8_t *d;
+    Py_ssize_t n;
+    PyObject *o_ts, *o_lt, *o_data, *o_wl;
+    PyObject *fr; /* the frame tuple (a strong reference), or NULL for a record */
+} Fr;
+
+static PyObject *fr_ts(Fr *f) {
+    if (!f->o_ts)
+        f->o_ts = PyLong_FromLongLong(f->ts);
+    return f->o_ts;
+}
+
+static int fr_objects(Fr *f) {
+    if (f->fr)
+        return 0;
+    if (!fr_ts(f))
+        return -1;
+    if (!f->o_lt && !(f->o_lt = PyLong_FromLong(f->linktype)))
+        return -1;
+    if (!f->o_data && !(f->o_data = PyBytes_FromStringAndSize((const char *)f->d, f->n)))
+        return -1;
+    if (!f->o_wl && !(f->o_wl = PyLong_FromLong(f->wirelen)))
+        return -1;
+    return 0;
+}
+
+static void fr_release(Fr *f) {
+    if (f->fr) {
+        Py_DECREF(f->fr);
+        return;
+    }
+    Py_XDECREF(f->o_ts);
+    Py_XDECREF(f->o_lt);
+    Py_XDECREF(f->o_data);
+    Py_XDECREF(f->o_wl);
+}
+
+/* Records: complete classic-pcap records of one chunk, as pcap_block() found them (made only
+ * there, so they are known to be whole and within bounds). Core.run counts them straight from
+ * the chunk; iterating gives the (ts_ns, linktype, data, wirelen) tuples, for everything
+ * else. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *buf; /* bytes */
+    Py_ssize_t start, stop, count;
+    int big;
+    long long frac, last_ts;
+    long linktype;
+} Records;
+
+static inline uint32_t rd32(const uint8_t *q, int big) {
+    return big ? ((uint32_t)q[0] << 24 | (uint32_t)q[1] << 16 | (uint32_t)q[2] << 8 | q[3])
+               : ((uint32_t)q[3] << 24 | (uint32_t)q[2] << 16 | (uint32_t)q[1] << 8 | q[0]);
+}
+
+/* The record at off of a Records block into f (no objects); returns the next offset. */
+static Py_ssize_t record_at(const Records *r, Py_ssize_t off, Fr *f) {
+    const uint8_t *h = (const uint8_t *)PyBytes_AS_STRING(r->buf) + off;
+    uint32_t caplen = rd32(h + 8, r->big);
+    f->ts = (long long)rd32(h, r->big) * 1000000000LL + (long long)rd32(h + 4, r->big) * r->frac;
+    f->wirelen = (long)rd32(h + 12, r->big);
+    f->linktype = r->linktype;
+    f->d = h + 16;
+    f->n = (Py_ssize_t)caplen;
+    f->o_ts = f->o_lt = f->o_data = f->o_wl = NULL;
+    f->fr = NULL;
+    return off + 16 + (Py_ssize_t)caplen;
+}
+
+static void Records_dealloc(Records *r) {
+    Py_XDECREF(r->buf);
+    Py_TYPE(r)->tp_free((PyObject *)r);
+}
+
+static Py_ssize_t Records_len(Records *r) { return r->count; }
+
+/* The records as (ts_ns, linktype, data, wirelen) tuples. */
+static PyObject *records_list(Records *r) {
+    PyObject *frames = PyList_New(r->count);
+    if (!frames)
+        return NULL;
+    Py_ssize_t off = r->start;
+    for (Py_ssize_t i = 0; i < r->count; i++) {
+        Fr f;
+        off = record_at(r, off, &f);
+        if (fr_objects(&f) < 0) {
+            fr_release(&f);
+            Py_DECREF(frames);
+            return NULL;
+        }
+        PyObject *t = PyTuple_Pack(4, f.o_ts, f.o_lt, f.o_data, f.o_wl);
+        fr_release(&f);
+        if (!t) {
+            Py_DECREF(frames);
+            return NULL;
+        }
+        PyList_SET_ITEM(frames, i, t);
+    }
+    return frames;
+}
+
+static PyObject *Records_iter(Records *r) {
+    PyObject *frames = records_list(r);
+    if (!frames)
+        return NULL;
+    PyObject *it = PyObject_GetIter(frames);
+    Py_DECREF(frames);
+    return it;
+}
+
+static PyObject *Records_last_ts(Records *r, void *unused) { return PyLong_FromLongLong(r->last_ts); }
+
+static PySequenceMethods Records_seq = {.sq_length = (lenfunc)Records_len};
+
+static PyGetSetDef Records_getset[] = {
+    {"last_ts", (getter)Records_last_ts, NULL, "capture time (ns) of the last record", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject RecordsType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "monitor._flowcore.Records",
+    .tp_basicsize = sizeof(Records),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A chunk's complete pcap records (pcap_block); iterating gives frame tuples.",
+    .tp_dealloc = (destructor)Records_dealloc,
+    .tp_as_sequence = &Records_seq,
+    .tp_iter = (getiterfunc)Records_iter,
+    .tp_getset = Records_getset,
+};
+
+/* One frame through the fast lane, or to the handler (the Python lane). Returns -1 on error,
+ * 1 when the frame was counted into a flow (the caller may stop for its periodic work), else
+ * 0 (a SPAN duplicate, or the handler said the frame did not reach the end). */
+static int one_frame(Core *c, Fr *f, PyObject *handler, long long npk) {
+    const uint8_t *d = f->d;
+    long long ts = f->ts;
+    long wirelen = f->wirelen;
+    Pkt p;
+    int parsed = f->linktype == 1 && parse(d, f->n, &p);
+    long idx = -1;
+    if (parsed) {
+        int dup = seen(c, ts, p.sig, p.slen);
+        if (dup < 0) {
+            return -1;
+        }
+        if (dup) {
+            c->duplicates++;
+            return 0;
+        }
+        uint64_t h = hash_bytes(p.key, p.klen);
+        long si = idx_find(c, h, p.key, p.klen);
+        if (si >= 0) {
+            uint32_t ref = c->slots[si].ref;
+            idx = ref >> 1;
+            int dir = ref & 1;
+            Entry *e = &c->ents[idx];
+            int64_t idle = ts - e->last_ns;
+            /* A SYN goes to Python (a new connection on old ports, the client's ISN and
+             * traits); a SYN-ACK is counted here, with the server's ISN and traits. */
+            if (p.proto == 6 ? ((!(p.flags & SYN) || p.flags & ACK) && idle <= c->tcp_idle)
+                             : idle <= c->udp_idle) {
+                /* the fast lane: count it, hand on what a parser wants */
+                e->last_ns = ts;
+                e->pk[dir]++;
+                e->by[dir] += wirelen;
+                e->pl[dir] += p.plen;
+                e->fl[dir] |= (uint8_t)p.flags;
+                if (mark_dirty(c, (uint32_t)idx) < 0) {
+                    return -1;
+                }
+                PyObject *flow = e->flow;
+                if (p.proto == 6 && p.flags & SYN && dir == 1 &&
+                    synack(c, flow, fr_ts(f), d, &p) < 0) {
+                    return -1;
+                }
+                e = &c->ents[idx];
+                if (p.proto == 6) {
+                    if (e->byp_left[dir] && p.plen && p.plen <= e->byp_left[dir] &&
+                        p.seq == e->byp_seq[dir] && !(p.flags & (FIN | SYN | RST))) {
+                        /* the next bytes the analyzer skips anyway: counted only */
+                        e->byp_seq[dir] += (uint32_t)p.plen;
+                        e->byp_left[dir] -= p.plen;
+                        e->byp_done[dir] += p.plen;
+                    } else if (e->wants && c->stream_tcp && (p.plen || p.flags & FIN)) {
+                        if ((e->byp_left[0] | e->byp_left[1] | e->byp_done[0] |
+                             e->byp_done[1]) &&
+                            report_bypass(c, e) < 0) {
+                            return -1;
+                        }
+                        e = &c->ents[idx];
+                        flow = e->flow;
+                        Py_INCREF(flow);
+                        PyObject *cargs[6];
+                        cargs[0] = flow;
+                        cargs[1] = dir ? Py_False : Py_True;
+                        cargs[2] = fr_ts(f);
+                        cargs[3] = PyLong_FromUnsignedLong(p.seq);
+                        cargs[4] = PyLong_FromLong(p.flags);
+                        cargs[5] = PyBytes_FromStringAndSize((const char *)d + p.poff,
+                                                             p.plen);
+                        PyObject *r = NULL;
+                        if (cargs[2] && cargs[3] && cargs[4] && cargs[5])
+                            r = PyObject_Vectorcall(c->stream_tcp, cargs, 6, NULL);
+                        Py_XDECREF(cargs[3]);
+                        Py_XDECREF(cargs[4]);
+                        Py_XDECREF(cargs[5]);
+                        if (!r) {
+                            Py_DECREF(flow);
+                            return -1;
+                        }
+                        Py_DECREF(r);
+                        PyObject *st = PyObject_GetAttr(flow, s_stream);
+                        Py_DECREF(flow);
+                        if (!st) {
+                            return -1;
+                        }
+                        if (st == Py_False) {
+                            /* the entry may have moved: look it up again */
+                            long j = find_entry(c, p.key, p.klen);
+                            if (j >= 0)
+                                c->ents[j].wants = 0;
+                        }
+                        Py_DECREF(st);
+                    }
+                } else if (c->obs_datagram &&
+                           (c->udp_ports[p.dport >> 3] & (1 << (p.dport & 7)) ||
+                            c->udp_ports[p.sport >> 3] & (1 << (p.sport & 7)))) {
+                    Py_INCREF(flow);
+                    PyObject *cargs[6];
+                    cargs[0] = flow;
+                    cargs[1] = dir ? Py_False : Py_True;
+                    cargs[2] = fr_ts(f);
+                    cargs[3] = PyLong_FromLong(p.sport);
+                    cargs[4] = PyLong_FromLong(p.dport);
+                    cargs[5] = PyBytes_FromStringAndSize((const char *)d + p.poff, p.plen);
+                    PyObject *r = NULL;
+                    if (cargs[2] && cargs[3] && cargs[4] && cargs[5])
+                        r = PyObject_Vectorcall(c->obs_datagram, cargs, 6, NULL);
+                    Py_XDECREF(cargs[3]);
+                    Py_XDECREF(cargs[4]);
+                    Py_XDECREF(cargs[5]);
+                    int bad = r == NULL;
+                    if (r && r != Py_None) {
+                        PyObject *app = PyObject_GetAttr(flow, s_app);
+                        if (!app)
+                            bad = 1;
+                        else {
+                            if (app == Py_None && PyObject_SetAttr(flow, s_app, r) < 0)
+                                bad = 1;
+                            Py_DECREF(app);
+                        }
+                    }
+                    Py_XDECREF(r);
+                    Py_DECREF(flow);
+                    if (bad) {
+                        return -1;
+                    }
+                }
+                return 1;
+            }
+            if (settle(c, e) < 0) {
+                return -1;
+            }
+        }
+    }
+    /* the Python lane */
+    if (fr_objects(f) < 0)
+        return -1;
+    PyObject *o_npk = PyLong_FromLongLong(npk);
+    if (!o_npk)
+        return -1;
+    PyObject *hargs[6] = {f->o_ts, f->o_lt, f->o_data, f->o_wl, o_npk,
+                          parsed ? Py_True : Py_False};
+    PyObject *r = PyObject_Vectorcall(handler, hargs, 6, NULL);
+    Py_DECREF(o_npk);
+    if (!r)
+        return -1;
+    int reached = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    if (parsed) {
+        long j = find_entry(c, p.key, p.klen);
+        if (j >= 0 && refresh(&c->ents[j]) < 0) {
+            return -1;
+        }
+    }
+    return reached;
+}
 
 /* run(frames, handler, npk, nbytes, stop_at) -> (npk, nbytes, last_ts, more)
  *
- * Counts frames from the iterator ``frames`` ((ts_ns, linktype, data, wirelen) tuples, or
- * lists of them: CaptureReader.batches) until
- * it ends (more=False) or, after a frame that reached the end of the Python loop's body, npk
- * reaches stop_at (more=True: the caller does its periodic work and calls again).
- * ``handler(ts, linktype, data, wirelen, npk, checked) -> bool`` is FlowTable._frame, called
- * for every frame the fast lane leaves to Python; checked: the duplicate check was done. */
+ * Counts frames from the iterator ``frames`` ((ts_ns, linktype, data, wirelen) tuples, lists
+ * of them, or Records blocks: CaptureReader.batches) until it ends (more=False) or, after a
+ * frame that reached the end of the Python loop's body, npk reaches stop_at (more=True: the
+ * caller does its periodic work and calls again; a list or block stopped inside is carried
+ * on). ``handler(ts, linktype, data, wirelen, npk, checked) -> bool`` is FlowTable._frame,
+ * called for every frame the fast lane leaves to Python; checked: the duplicate check was
+ * done. */
 static PyObject *Core_run(Core *c, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 5) {
         PyErr_SetString(PyExc_TypeError, "run(frames, handler, npk, nbytes, stop_at)");
@@ -905,224 +1206,84 @@ static PyObject *Core_run(Core *c, PyObject *const *args, Py_ssize_t nargs) {
     iternextfunc next = Py_TYPE(it)->tp_iternext;
     int more = 0;
     long long last_ts = 0;
-    Pkt p;
     for (;;) {
-        PyObject *fr;
-        if (c->batch) {
-            if (c->batch_pos == PyList_GET_SIZE(c->batch)) {
-                Py_CLEAR(c->batch);
+        Fr f;
+        if (c->records) {
+            Records *rs = (Records *)c->records;
+            if (c->records_pos >= rs->stop) {
+                Py_CLEAR(c->records);
                 continue;
             }
-            fr = Py_NewRef(PyList_GET_ITEM(c->batch, c->batch_pos++));
+            c->records_pos = record_at(rs, c->records_pos, &f);
         } else {
-            fr = next(it);
-            if (!fr) {
-                if (PyErr_Occurred()) {
-                    if (!PyErr_ExceptionMatches(PyExc_StopIteration))
-                        goto error;
-                    PyErr_Clear();
-                }
-                break;
-            }
-            if (PyList_CheckExact(fr)) { /* a batch (CaptureReader.batches) */
-                c->batch = fr;
-                c->batch_pos = 0;
-                continue;
-            }
-        }
-        if (!PyTuple_CheckExact(fr) || PyTuple_GET_SIZE(fr) != 4) {
-            Py_DECREF(fr);
-            PyErr_SetString(PyExc_TypeError, "a frame is a (ts_ns, linktype, data, wirelen) tuple");
-            goto error;
-        }
-        PyObject *o_ts = PyTuple_GET_ITEM(fr, 0), *o_lt = PyTuple_GET_ITEM(fr, 1),
-                 *o_data = PyTuple_GET_ITEM(fr, 2), *o_wl = PyTuple_GET_ITEM(fr, 3);
-        long long ts = as_ts(o_ts);
-        long wirelen = PyLong_AsLong(o_wl);
-        long linktype = PyLong_AsLong(o_lt);
-        if (PyErr_Occurred() || !PyBytes_Check(o_data)) {
-            Py_DECREF(fr);
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_TypeError, "frame data must be bytes");
-            goto error;
-        }
-        npk++;
-        nbytes += wirelen;
-        last_ts = ts;
-        const uint8_t *d = (const uint8_t *)PyBytes_AS_STRING(o_data);
-        Py_ssize_t n = PyBytes_GET_SIZE(o_data);
-        int parsed = linktype == 1 && parse(d, n, &p);
-        long idx = -1;
-        if (parsed) {
-            int dup = seen(c, ts, p.sig, p.slen);
-            if (dup < 0) {
-                Py_DECREF(fr);
-                goto error;
-            }
-            if (dup) {
-                c->duplicates++;
-                Py_DECREF(fr);
-                continue;
-            }
-            uint64_t h = hash_bytes(p.key, p.klen);
-            long si = idx_find(c, h, p.key, p.klen);
-            if (si >= 0) {
-                uint32_t ref = c->slots[si].ref;
-                idx = ref >> 1;
-                int dir = ref & 1;
-                Entry *e = &c->ents[idx];
-                int64_t idle = ts - e->last_ns;
-                /* A SYN goes to Python (a new connection on old ports, the client's ISN and
-                 * traits); a SYN-ACK is counted here, with the server's ISN and traits. */
-                if (p.proto == 6 ? ((!(p.flags & SYN) || p.flags & ACK) && idle <= c->tcp_idle)
-                                 : idle <= c->udp_idle) {
-                    /* the fast lane: count it, hand on what a parser wants */
-                    e->last_ns = ts;
-                    e->pk[dir]++;
-                    e->by[dir] += wirelen;
-                    e->pl[dir] += p.plen;
-                    e->fl[dir] |= (uint8_t)p.flags;
-                    if (mark_dirty(c, (uint32_t)idx) < 0) {
-                        Py_DECREF(fr);
-                        goto error;
-                    }
-                    PyObject *flow = e->flow;
-                    if (p.proto == 6 && p.flags & SYN && dir == 1 &&
-                        synack(c, flow, o_ts, d, &p) < 0) {
-                        Py_DECREF(fr);
-                        goto error;
-                    }
-                    e = &c->ents[idx];
-                    if (p.proto == 6) {
-                        if (e->byp_left[dir] && p.plen && p.plen <= e->byp_left[dir] &&
-                            p.seq == e->byp_seq[dir] && !(p.flags & (FIN | SYN | RST))) {
-                            /* the next bytes the analyzer skips anyway: counted only */
-                            e->byp_seq[dir] += (uint32_t)p.plen;
-                            e->byp_left[dir] -= p.plen;
-                            e->byp_done[dir] += p.plen;
-                        } else if (e->wants && c->stream_tcp && (p.plen || p.flags & FIN)) {
-                            if ((e->byp_left[0] | e->byp_left[1] | e->byp_done[0] |
-                                 e->byp_done[1]) &&
-                                report_bypass(c, e) < 0) {
-                                Py_DECREF(fr);
-                                goto error;
-                            }
-                            e = &c->ents[idx];
-                            flow = e->flow;
-                            Py_INCREF(flow);
-                            PyObject *cargs[6];
-                            cargs[0] = flow;
-                            cargs[1] = dir ? Py_False : Py_True;
-                            cargs[2] = o_ts;
-                            cargs[3] = PyLong_FromUnsignedLong(p.seq);
-                            cargs[4] = PyLong_FromLong(p.flags);
-                            cargs[5] = PyBytes_FromStringAndSize((const char *)d + p.poff,
-                                                                 p.plen);
-                            PyObject *r = NULL;
-                            if (cargs[3] && cargs[4] && cargs[5])
-                                r = PyObject_Vectorcall(c->stream_tcp, cargs, 6, NULL);
-                            Py_XDECREF(cargs[3]);
-                            Py_XDECREF(cargs[4]);
-                            Py_XDECREF(cargs[5]);
-                            if (!r) {
-                                Py_DECREF(flow);
-                                Py_DECREF(fr);
-                                goto error;
-                            }
-                            Py_DECREF(r);
-                            PyObject *st = PyObject_GetAttr(flow, s_stream);
-                            Py_DECREF(flow);
-                            if (!st) {
-                                Py_DECREF(fr);
-                                goto error;
-                            }
-                            if (st == Py_False) {
-                                /* the entry may have moved: look it up again */
-                                long j = find_entry(c, p.key, p.klen);
-                                if (j >= 0)
-                                    c->ents[j].wants = 0;
-                            }
-                            Py_DECREF(st);
-                        }
-                    } else if (c->obs_datagram &&
-                               (c->udp_ports[p.dport >> 3] & (1 << (p.dport & 7)) ||
-                                c->udp_ports[p.sport >> 3] & (1 << (p.sport & 7)))) {
-                        Py_INCREF(flow);
-                        PyObject *cargs[6];
-                        cargs[0] = flow;
-                        cargs[1] = dir ? Py_False : Py_True;
-                        cargs[2] = o_ts;
-                        cargs[3] = PyLong_FromLong(p.sport);
-                        cargs[4] = PyLong_FromLong(p.dport);
-                        cargs[5] = PyBytes_FromStringAndSize((const char *)d + p.poff, p.plen);
-                        PyObject *r = NULL;
-                        if (cargs[3] && cargs[4] && cargs[5])
-                            r = PyObject_Vectorcall(c->obs_datagram, cargs, 6, NULL);
-                        Py_XDECREF(cargs[3]);
-                        Py_XDECREF(cargs[4]);
-                        Py_XDECREF(cargs[5]);
-                        int bad = r == NULL;
-                        if (r && r != Py_None) {
-                            PyObject *app = PyObject_GetAttr(flow, s_app);
-                            if (!app)
-                                bad = 1;
-                            else {
-                                if (app == Py_None && PyObject_SetAttr(flow, s_app, r) < 0)
-                                    bad = 1;
-                                Py_DECREF(app);
-                            }
-                        }
-                        Py_XDECREF(r);
-                        Py_DECREF(flow);
-                        if (bad) {
-                            Py_DECREF(fr);
-                            goto error;
-                        }
-                    }
-                    Py_DECREF(fr);
-                    if (npk >= stop_at) {
-                        more = 1;
-                        break;
-                    }
+            PyObject *fr;
+            if (c->batch) {
+                if (c->batch_pos == PyList_GET_SIZE(c->batch)) {
+                    Py_CLEAR(c->batch);
                     continue;
                 }
-                if (settle(c, e) < 0) {
-                    Py_DECREF(fr);
-                    goto error;
+                fr = Py_NewRef(PyList_GET_ITEM(c->batch, c->batch_pos++));
+            } else {
+                fr = next(it);
+                if (!fr) {
+                    if (PyErr_Occurred()) {
+                        if (!PyErr_ExceptionMatches(PyExc_StopIteration))
+                            goto error;
+                        PyErr_Clear();
+                    }
+                    break;
+                }
+                if (PyList_CheckExact(fr)) { /* a batch of frames */
+                    c->batch = fr;
+                    c->batch_pos = 0;
+                    continue;
+                }
+                if (Py_IS_TYPE(fr, &RecordsType)) { /* a block of records (pcap_block) */
+                    c->records = fr;
+                    c->records_pos = ((Records *)fr)->start;
+                    continue;
                 }
             }
-        }
-        /* the Python lane */
-        PyObject *o_npk = PyLong_FromLongLong(npk);
-        if (!o_npk) {
-            Py_DECREF(fr);
-            goto error;
-        }
-        PyObject *hargs[6] = {o_ts, o_lt, o_data, o_wl, o_npk, parsed ? Py_True : Py_False};
-        PyObject *r = PyObject_Vectorcall(handler, hargs, 6, NULL);
-        Py_DECREF(o_npk);
-        if (!r) {
-            Py_DECREF(fr);
-            goto error;
-        }
-        int reached = PyObject_IsTrue(r);
-        Py_DECREF(r);
-        if (parsed) {
-            long j = find_entry(c, p.key, p.klen);
-            if (j >= 0 && refresh(&c->ents[j]) < 0) {
+            if (!PyTuple_CheckExact(fr) || PyTuple_GET_SIZE(fr) != 4) {
                 Py_DECREF(fr);
+                PyErr_SetString(PyExc_TypeError,
+                                "a frame is a (ts_ns, linktype, data, wirelen) tuple");
                 goto error;
             }
+            f.fr = fr;
+            f.o_ts = PyTuple_GET_ITEM(fr, 0);
+            f.o_lt = PyTuple_GET_ITEM(fr, 1);
+            f.o_data = PyTuple_GET_ITEM(fr, 2);
+            f.o_wl = PyTuple_GET_ITEM(fr, 3);
+            f.ts = as_ts(f.o_ts);
+            f.wirelen = PyLong_AsLong(f.o_wl);
+            f.linktype = PyLong_AsLong(f.o_lt);
+            if (PyErr_Occurred() || !PyBytes_Check(f.o_data)) {
+                Py_DECREF(fr);
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_TypeError, "frame data must be bytes");
+                goto error;
+            }
+            f.d = (const uint8_t *)PyBytes_AS_STRING(f.o_data);
+            f.n = PyBytes_GET_SIZE(f.o_data);
         }
-        Py_DECREF(fr);
-        if (reached && npk >= stop_at) {
+        npk++;
+        nbytes += f.wirelen;
+        last_ts = f.ts;
+        int r = one_frame(c, &f, handler, npk);
+        fr_release(&f);
+        if (r < 0)
+            goto error;
+        if (r && npk >= stop_at) {
             more = 1;
             break;
         }
     }
     return Py_BuildValue("LLLO", npk, nbytes, last_ts, more ? Py_True : Py_False);
 error:
-    Py_CLEAR(c->batch); /* an abandoned run: its frames are not carried into the next */
+    /* an abandoned run: its frames are not carried into the next */
+    Py_CLEAR(c->batch);
+    Py_CLEAR(c->records);
     return NULL;
 }
 
@@ -1160,18 +1321,13 @@ static PyTypeObject CoreType = {
 };
 
 
-/* pcap_records(buf, off, big_endian, frac, linktype, max_caplen) -> (frames, off, absurd)
- *
- * The complete classic-pcap records of buf from off, as the frames CaptureReader yields:
- * (ts_ns, linktype, data, wirelen) with ts_ns = seconds * 10**9 + fraction * frac. off: the
- * end of the last complete record; absurd: the captured length of the record at off when it
- * is above max_caplen (reading stops there), else -1. monitor/source.py's loop does the same
- * in Python when this module is not built; this is its per-record work without the
- * interpreter (about a third of a replay's reading time). */
-static PyObject *pcap_records(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 6 || !PyBytes_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError,
-                        "pcap_records(buf: bytes, off, big_endian, frac, linktype, max_caplen)");
+/* The complete classic-pcap records of buf from off, as a Records block; *off_out: the end of
+ * the last complete record; *absurd: the captured length of the record there when it is above
+ * max_caplen (reading stops there), else -1. */
+static PyObject *scan_records(PyObject *const *args, Py_ssize_t nargs, const char *usage,
+                              Py_ssize_t *off_out, long long *absurd) {
+    if (nargs != 6 || !PyBytes_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, usage);
         return NULL;
     }
     const uint8_t *b = (const uint8_t *)PyBytes_AS_STRING(args[0]);
@@ -1179,53 +1335,81 @@ static PyObject *pcap_records(PyObject *mod, PyObject *const *args, Py_ssize_t n
     Py_ssize_t off = PyLong_AsSsize_t(args[1]);
     int big = PyObject_IsTrue(args[2]);
     long long frac = PyLong_AsLongLong(args[3]);
+    long linktype = PyLong_AsLong(args[4]);
     long max_caplen = PyLong_AsLong(args[5]);
-    if (PyErr_Occurred())
+    if (PyErr_Occurred() || big < 0)
         return NULL;
-    PyObject *lt = args[4];
-    PyObject *frames = PyList_New(0);
-    if (!frames)
+    if (off < 0 || off > n) {
+        PyErr_SetString(PyExc_ValueError, "offset outside the buffer");
         return NULL;
-    long long absurd = -1;
+    }
+    Records *r = PyObject_New(Records, &RecordsType);
+    if (!r)
+        return NULL;
+    r->buf = Py_NewRef(args[0]);
+    r->start = off;
+    r->count = 0;
+    r->big = big;
+    r->frac = frac;
+    r->linktype = linktype;
+    r->last_ts = 0;
+    *absurd = -1;
     while (off + 16 <= n) {
         const uint8_t *h = b + off;
-        uint32_t v[4];
-        for (int i = 0; i < 4; i++) {
-            const uint8_t *q = h + 4 * i;
-            v[i] = big ? ((uint32_t)q[0] << 24 | (uint32_t)q[1] << 16 | (uint32_t)q[2] << 8 | q[3])
-                       : ((uint32_t)q[3] << 24 | (uint32_t)q[2] << 16 | (uint32_t)q[1] << 8 | q[0]);
-        }
-        if (v[2] > (uint32_t)max_caplen) {
-            absurd = v[2];
+        uint32_t caplen = rd32(h + 8, big);
+        if (caplen > (uint32_t)max_caplen) {
+            *absurd = caplen;
             break;
         }
-        Py_ssize_t stop = off + 16 + (Py_ssize_t)v[2];
+        Py_ssize_t stop = off + 16 + (Py_ssize_t)caplen;
         if (stop > n)
             break;
-        PyObject *fr = PyTuple_New(4);
-        if (!fr)
-            goto error;
-        PyObject *ts = PyLong_FromLongLong((long long)v[0] * 1000000000LL + (long long)v[1] * frac);
-        PyObject *data = PyBytes_FromStringAndSize((const char *)h + 16, v[2]);
-        PyObject *wl = PyLong_FromUnsignedLong(v[3]);
-        PyTuple_SET_ITEM(fr, 0, ts);
-        PyTuple_SET_ITEM(fr, 1, Py_NewRef(lt));
-        PyTuple_SET_ITEM(fr, 2, data);
-        PyTuple_SET_ITEM(fr, 3, wl);
-        if (!ts || !data || !wl || PyList_Append(frames, fr) < 0) {
-            Py_DECREF(fr);
-            goto error;
-        }
-        Py_DECREF(fr);
+        r->last_ts = (long long)rd32(h, big) * 1000000000LL + (long long)rd32(h + 4, big) * frac;
+        r->count++;
         off = stop;
     }
-    return Py_BuildValue("NnL", frames, off, absurd);
-error:
-    Py_DECREF(frames);
-    return NULL;
+    r->stop = off;
+    *off_out = off;
+    return (PyObject *)r;
+}
+
+/* pcap_block(buf, off, big_endian, frac, linktype, max_caplen) -> (records, off, absurd)
+ *
+ * The complete classic-pcap records of buf from off, left in buf: a Records block that
+ * Core.run counts without a Python object per frame (CaptureReader.batches). off: the end of
+ * the last complete record; absurd: the captured length of the record at off when it is above
+ * max_caplen (reading stops there), else -1. */
+static PyObject *pcap_block(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    Py_ssize_t off;
+    long long absurd;
+    PyObject *r = scan_records(
+        args, nargs, "pcap_block(buf: bytes, off, big_endian, frac, linktype, max_caplen)", &off,
+        &absurd);
+    return r ? Py_BuildValue("NnL", r, off, absurd) : NULL;
+}
+
+/* pcap_records(buf, off, big_endian, frac, linktype, max_caplen) -> (frames, off, absurd)
+ *
+ * As pcap_block, but the records as the frames CaptureReader yields: (ts_ns, linktype, data,
+ * wirelen) with ts_ns = seconds * 10**9 + fraction * frac. monitor/source.py's loop does the
+ * same in Python when this module is not built; this is its per-record work without the
+ * interpreter (about a third of a replay's reading time). */
+static PyObject *pcap_records(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    Py_ssize_t off;
+    long long absurd;
+    PyObject *r = scan_records(
+        args, nargs, "pcap_records(buf: bytes, off, big_endian, frac, linktype, max_caplen)",
+        &off, &absurd);
+    if (!r)
+        return NULL;
+    PyObject *frames = records_list((Records *)r);
+    Py_DECREF(r);
+    return frames ? Py_BuildValue("NnL", frames, off, absurd) : NULL;
 }
 
 static PyMethodDef module_methods[] = {
+    {"pcap_block", (PyCFunction)(void (*)(void))pcap_block, METH_FASTCALL,
+     "pcap_block(buf, off, big_endian, frac, linktype, max_caplen) -> (records, off, absurd)"},
     {"pcap_records", (PyCFunction)(void (*)(void))pcap_records, METH_FASTCALL,
      "pcap_records(buf, off, big_endian, frac, linktype, max_caplen) -> (frames, off, absurd)"},
     {NULL, NULL, 0, NULL},
@@ -1252,12 +1436,13 @@ PyMODINIT_FUNC PyInit__flowcore(void) {
     INTERN(s_stream, "stream");
     INTERN(s_app, "app");
     INTERN(s_isn_server, "isn_server");
-    if (PyType_Ready(&CoreType) < 0)
+    if (PyType_Ready(&CoreType) < 0 || PyType_Ready(&RecordsType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m)
         return NULL;
-    if (PyModule_AddObjectRef(m, "Core", (PyObject *)&CoreType) < 0) {
+    if (PyModule_AddObjectRef(m, "Core", (PyObject *)&CoreType) < 0 ||
+        PyModule_AddObjectRef(m, "Records", (PyObject *)&RecordsType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -17,7 +17,7 @@ class Core:
     ) -> None: ...
     def run(
         self,
-        frames: Iterator[tuple[int, int, bytes, int]],
+        frames: Iterator[Any],
         handler: Callable[[int, int, bytes, int, int, bool], bool],
         npk: int,
         nbytes: int,
@@ -31,6 +31,17 @@ class Core:
     def seen(self, sig: bytes, ts_ns: int) -> bool: ...
     def take_duplicates(self) -> int: ...
 
+class Records:
+    """A chunk's complete pcap records (pcap_block); iterating gives frame tuples."""
+
+    @property
+    def last_ts(self) -> int: ...
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[tuple[int, int, bytes, int]]: ...
+
+def pcap_block(
+    buf: bytes, off: int, big_endian: bool, frac: int, linktype: int, max_caplen: int
+) -> tuple[Records, int, int]: ...
 def pcap_records(
     buf: bytes, off: int, big_endian: bool, frac: int, linktype: int, max_caplen: int
 ) -> tuple[list[tuple[int, int, bytes, int]], int, int]: ...

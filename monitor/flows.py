@@ -356,7 +356,8 @@ class FlowTable:
         progress_every: int = 1 << 16,
     ) -> None:
         """Count every frame of ``frames`` into the table: ``(ts_ns, linktype, data,
-        wirelen)`` tuples, or lists of them (:meth:`monitor.source.CaptureReader.batches`).
+        wirelen)`` tuples, or lists or blocks of them
+        (:meth:`monitor.source.CaptureReader.batches`).
 
         With the C fast lane (:mod:`monitor._flowcore`) the core pulls the frames and calls
         :meth:`_frame` only for those it leaves to Python; without it, every frame goes
@@ -724,12 +725,12 @@ class FlowTable:
 
 
 def _one_by_one(items: Iterator[Any]) -> Iterator[tuple[int, int, bytes, int]]:
-    """Frames and lists of frames, as frames."""
+    """Frames, and lists or blocks (``_flowcore.Records``) of frames, as frames."""
     for item in items:
-        if item.__class__ is list:
-            yield from item
-        else:
+        if item.__class__ is tuple:
             yield item
+        else:
+            yield from item
 
 
 def _client_is_src(

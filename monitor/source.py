@@ -91,7 +91,7 @@ import stat
 import struct
 import sys
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from operator import itemgetter
@@ -537,11 +537,12 @@ class CaptureReader:
         self._started = True
         return self._iter()
 
-    def batches(self) -> Iterator[Frame | list[Frame]]:
-        """The capture's frames (once), a chunk's records at a time as a list where the C
-        record loop reads them (classic pcap), one by one otherwise: the flow table takes
-        both (see :meth:`monitor.flows.FlowTable.process`), without a generator step per
-        frame. A batch counts as yielded whole in :attr:`stats`, even when the consumer
+    def batches(self) -> Iterator[Frame | Iterable[Frame]]:
+        """The capture's frames (once), a chunk's records at a time as a
+        :class:`monitor._flowcore.Records` block where the C record loop reads them (classic
+        pcap), one by one otherwise: the flow table takes both (see
+        :meth:`monitor.flows.FlowTable.process`), without a generator step or an object per
+        frame. A block counts as yielded whole in :attr:`stats`, even when the consumer
         stops inside it."""
         if self._started:
             return iter(())
@@ -579,7 +580,9 @@ class CaptureReader:
     def _iter_pcap(self, batched: bool = False) -> Iterator[Any]:
         """pcap records, read chunk by chunk. The hot loop of the whole pipeline: per record
         one unpack, one slice, one tuple; the counters are settled once per chunk.
-        ``batched``: each chunk's records as one list (only with the C record loop)."""
+        ``batched`` (only with the C record loop): each chunk's records as one
+        :class:`monitor._flowcore.Records` block, which the fast lane counts where they lie
+        in the chunk, without an object per frame (iterating it gives the frames)."""
         stats = self.stats
         rec = _PCAP_REC[self._endian]
         linktype = self._linktype
@@ -596,6 +599,7 @@ class CaptureReader:
         ts = 0
         off = 0  # end of the last record yielded from this chunk
         records = _flowcore.pcap_records if _flowcore is not None else None
+        block = _flowcore.pcap_block if _flowcore is not None else None
         big = self._endian == ">"
         batch: list[Frame] = []  # the C loop's records of this chunk, while they are yielded
         try:
@@ -613,18 +617,22 @@ class CaptureReader:
                 end = lim - 16
                 off = 0
                 if records is not None:  # the same loop, in C (monitor/_flowcore.c)
-                    batch, stop, absurd = records(buf, 0, big, frac, linktype, max_caplen)
-                    if batched:
-                        if batch:
-                            n += len(batch)
-                            yield batch
+                    if batched and block is not None:
+                        # The chunk's records, left where they are for the fast lane.
+                        recs, stop, absurd = block(buf, 0, big, frac, linktype, max_caplen)
+                        if recs:
+                            n += len(recs)
+                            ts = recs.last_ts
+                            yield recs
+                        del recs
                     else:
+                        batch, stop, absurd = records(buf, 0, big, frac, linktype, max_caplen)
                         for frame in batch:
                             n += 1
                             yield frame
-                    if batch:
-                        ts = batch[-1][0]
-                    batch = []
+                        if batch:
+                            ts = batch[-1][0]
+                        batch = []
                     off = stop
                     if absurd >= 0:
                         self._warn(
@@ -990,7 +998,7 @@ class LazyMerge:
             return iter(reader) if reader is not None else iter(())
         return self._merge()
 
-    def batches(self) -> Iterator[Frame | list[Frame]]:
+    def batches(self) -> Iterator[Frame | Iterable[Frame]]:
         """As iterating, but a single capture gives :meth:`CaptureReader.batches`."""
         if len(self._pending) == 1:
             reader = self._only_reader()

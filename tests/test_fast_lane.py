@@ -159,22 +159,27 @@ def test_pending_counts_are_settled_before_python_reads_them() -> None:
     )
 
 
-def test_batches_of_frames_count_as_the_frames(tmp_path: Path) -> None:
-    """CaptureReader.batches hands a chunk's records over as one list; both lanes take lists
-    and stop inside one for their periodic work (every 1,000 packets here) without losing or
-    repeating a frame."""
+def test_blocks_of_records_count_as_the_frames(tmp_path: Path) -> None:
+    """CaptureReader.batches hands a chunk's records over as one block, left in the chunk
+    (no object per frame); both lanes take blocks, and lists of frames, and stop inside one
+    for their periodic work (every 1,000 packets here) without losing or repeating a
+    frame."""
+    from monitor._flowcore import Records
     from monitor.bench import generate_mix
 
     path = tmp_path / "mix.pcap"
     generate_mix(str(path), packets=20_000, flows=400)
     frames = _frames([path])
     reader = CaptureReader(str(path))
-    batches = list(reader.batches())
-    assert all(isinstance(b, list) for b in batches) and len(batches) > 10
-    assert [f for b in batches for f in b] == frames
+    blocks = list(reader.batches())
+    assert all(isinstance(b, Records) for b in blocks) and len(blocks) > 10
+    assert [f for b in blocks for f in b] == frames
+    assert [b.last_ts for b in blocks] == [list(b)[-1][0] for b in blocks]
+    assert sum(len(b) for b in blocks) == len(frames)
     assert reader.stats.packets == len(frames)
     assert reader.stats.bytes == sum(len(f[2]) for f in frames)
     expected = _everything(frames, True)
+    lists = [list(b) for b in blocks]
     for fast_lane in (True, False):
-        out = _everything(batches, fast_lane)  # type: ignore[arg-type]
-        assert out == expected
+        assert _everything(blocks, fast_lane) == expected  # type: ignore[arg-type]
+        assert _everything(lists, fast_lane) == expected  # type: ignore[arg-type]
