@@ -78,6 +78,10 @@ class ReplayResult:
         return self.packets / self.seconds if self.seconds > 0 else 0.0
 
 
+# The cyclic garbage collector stays paused for the whole run: loading the rules, counting
+# the packets, ending the flows and writing the run's state would otherwise trigger
+# collections over everything the run holds (see gc_paused).
+@gc_paused()
 def replay(
     paths: Sequence[str],
     *,
@@ -241,9 +245,7 @@ def _run(
     method: Any = None,
 ) -> None:
     started = time.perf_counter()
-    # The collector stays paused to the end: ending the flows and writing the run's state
-    # would otherwise trigger full collections over everything the run holds.
-    with RunWriter(reg) as writer, gc_paused():
+    with RunWriter(reg) as writer:
         run_id = writer.begin(source=" ".join(paths), command="replay")
         pipeline = Pipeline(writer, registry, rules, oui_table(), config, segmentation, method)
         try:
