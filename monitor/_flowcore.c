@@ -681,6 +681,28 @@ static PyObject *Core_settle(Core *c, PyObject *key) {
     Py_RETURN_NONE;
 }
 
+/* forget(): forget every flow at once, unsettled counts included (FlowTable.flush settles
+ * first); the duplicate window is kept. The Flow references are dropped last, after the
+ * tables are empty, since dropping one may run Python code. */
+static PyObject *Core_forget(Core *c, PyObject *unused) {
+    size_t n = c->n_ents;
+    Entry *old = c->ents;
+    Entry *fresh = PyMem_Calloc(256, sizeof(Entry));
+    if (!fresh)
+        return PyErr_NoMemory();
+    memset(c->slots, 0, c->cap * sizeof(Slot));
+    c->used = 0;
+    c->ents = fresh;
+    c->ents_cap = 256;
+    c->n_ents = 0;
+    c->free_head = 0;
+    c->n_dirty = 0;
+    for (size_t i = 0; i < n; i++)
+        Py_XDECREF(old[i].flow);
+    PyMem_Free(old);
+    Py_RETURN_NONE;
+}
+
 static PyObject *Core_settle_all(Core *c, PyObject *unused) {
     for (size_t i = 0; i < c->n_dirty; i++)
         if (settle(c, &c->ents[c->dirty[i]]) < 0)
@@ -1298,6 +1320,8 @@ static PyMethodDef Core_methods[] = {
      "bypass(key, from_client, seq, nbytes): count the direction's next payload bytes only"},
     {"settle", (PyCFunction)Core_settle, METH_O,
      "settle(key): write the pending counts of key's flow into its Flow"},
+    {"forget", (PyCFunction)Core_forget, METH_NOARGS,
+     "forget(): forget every flow at once (the end of input, after settle_all)"},
     {"settle_all", (PyCFunction)Core_settle_all, METH_NOARGS,
      "settle_all(): write every flow's pending counts into its Flow"},
     {"seen", (PyCFunction)(void (*)(void))Core_seen, METH_FASTCALL,

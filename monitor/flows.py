@@ -649,14 +649,18 @@ class FlowTable:
         return f
 
     def _end(self, f: Flow, reason: str) -> None:
-        """End one flow: close its stream, hand it to the sink, forget it."""
-        f.end_reason = reason
+        """End one flow: forget it, close its stream, hand it to the sink."""
         if self.flows.get(f.ckey) is f:
             del self.flows[f.ckey]
             del self._index[f.ckey]
             self._index.pop(f.skey, None)  # the same key when a host talks to itself
             if self._core is not None:
                 self._core.remove(f.ckey, f.skey)  # settles its counts first
+        self._ended(f, reason)
+
+    def _ended(self, f: Flow, reason: str) -> None:
+        """A flow no longer in the table: close its stream, hand it to the sink."""
+        f.end_reason = reason
         if f.stream is not None and f.stream is not False and self.streams is not None:
             self.streams.close(f)
         self.stats.flows += 1
@@ -716,12 +720,18 @@ class FlowTable:
         self.stats.anomalies["flow.evicted"] += len(victims)
 
     def flush(self) -> None:
-        """End every live flow (end of input), oldest first."""
-        if self._core is not None:
-            self._core.settle_all()
-        for f in sorted(self.flows.values(), key=lambda f: f.first_ns):
-            self._end(f, "end")
+        """End every live flow (end of input), oldest first. The table is emptied at once,
+        then each flow ends."""
+        core = self._core
+        if core is not None:
+            core.settle_all()
+            core.forget()
+        live = sorted(self.flows.values(), key=lambda f: f.first_ns)
+        self.flows.clear()
+        self._index.clear()
         self._frags.clear()
+        for f in live:
+            self._ended(f, "end")
 
 
 def _one_by_one(items: Iterator[Any]) -> Iterator[tuple[int, int, bytes, int]]:

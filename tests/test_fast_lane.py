@@ -183,3 +183,30 @@ def test_blocks_of_records_count_as_the_frames(tmp_path: Path) -> None:
     for fast_lane in (True, False):
         assert _everything(blocks, fast_lane) == expected  # type: ignore[arg-type]
         assert _everything(lists, fast_lane) == expected  # type: ignore[arg-type]
+
+
+def test_flush_empties_the_table_at_once() -> None:
+    """At the end of input every live flow ends, oldest first, with the fast lane's counts; the
+    table (and the core's index) is then empty: the same frames again make new flows with the
+    same counts, in both lanes."""
+    frames = _frames([PCAPS / "generic" / "http.pcap", PCAPS / "generic" / "dns.pcap"])
+    later = 10**18  # the same frames again, far past every timeout
+
+    def shifted(row: tuple[Any, ...]) -> tuple[Any, ...]:  # (first, last, the rest), no uid
+        return (row[2] - later, row[3] - later, *row[4:])
+
+    for fast_lane in (True, False):
+        ended: list[Any] = []
+        table = FlowTable(ended.append, fast_lane=fast_lane)
+        table.process(frames)
+        live = len(table.flows)
+        table.flush()
+        first = [f.row(1) for f in ended]
+        assert live == len(ended) > 2 and not table.flows and not table._index
+        assert [r[2] for r in first] == sorted(r[2] for r in first)  # oldest first
+        assert {f.end_reason for f in ended} == {"end"}
+        ended.clear()
+        table.process([(ts + later, lt, data, wl) for ts, lt, data, wl in frames])
+        table.flush()
+        again = [shifted(f.row(1)) for f in ended]
+        assert again == [(r[2], r[3], *r[4:]) for r in first]
