@@ -88,10 +88,8 @@ def _load_x509() -> Any:
 _x509: Any = None
 _x509_loaded = False
 
-UNPACK_RECORD_HEADER = struct.Struct("!BHH").unpack_from  # type, version, length
 UNPACK_U8 = struct.Struct("!B").unpack_from
 UNPACK_U16 = struct.Struct("!H").unpack_from
-UNPACK_HANDSHAKE_HEADER = struct.Struct("!BBH").unpack_from  # type, length high byte, low 16 bits
 UNPACK_EXTENSION_HEADER = struct.Struct("!HH").unpack_from  # extension_type, length
 RECORD_HEADER_LENGTH = 5
 HANDSHAKE_HEADER_LENGTH = 4
@@ -737,17 +735,22 @@ def leaf_certificate(body: bytes) -> bytes | ParseError:
 class TlsAnalyzer:
     """TLS handshake analyzer for one flow (:class:`monitor.parsers.base.Analyzer`)."""
 
-    __slots__ = ("_client_hello", "_ctx", "_done", "_hs", "_records", "_seen", "_server_version")
+    __slots__ = ("_client_hello", "_ctx", "_done", "_hs_client", "_hs_server", "_rec_client",
+                 "_rec_server", "_seen_client", "_seen_server", "_server_version")  # fmt: skip
 
     def __init__(self, ctx: FlowContext) -> None:
         self._ctx = ctx
         self._done = False
-        #: per direction (True: client): bytes of an incomplete record
-        self._records = {True: bytearray(), False: bytearray()}
-        #: per direction: handshake bytes not yet forming a whole message
-        self._hs = {True: bytearray(), False: bytearray()}
+        # Per direction: the bytes of a record not complete yet, and of a handshake message
+        # not complete yet. Usually empty: records and messages are read where they lie in the
+        # delivered bytes, and only a part cut by a segment (or record) boundary is kept.
+        self._rec_client = b""
+        self._rec_server = b""
+        self._hs_client = b""
+        self._hs_server = b""
         #: per direction: bytes taken so far (bounded by MAX_HANDSHAKE_BYTES)
-        self._seen = {True: 0, False: 0}
+        self._seen_client = 0
+        self._seen_server = 0
         self._client_hello: ClientHello | None = None
         self._server_version: int | None = None
 
@@ -758,13 +761,18 @@ class TlsAnalyzer:
     def data(self, from_client: bool, data: bytes, ts_ns: int) -> None:
         if self._done:
             return
-        seen = self._seen[from_client] + len(data)
-        self._seen[from_client] = seen
-        buf = self._records[from_client]
-        buf += data
+        if from_client:
+            seen = self._seen_client = self._seen_client + len(data)
+            buf = self._rec_client + data if self._rec_client else data
+        else:
+            seen = self._seen_server = self._seen_server + len(data)
+            buf = self._rec_server + data if self._rec_server else data
+        n = len(buf)
         off = 0
-        while not self._done and len(buf) - off >= RECORD_HEADER_LENGTH:
-            ctype, version, length = UNPACK_RECORD_HEADER(buf, off)
+        while not self._done and n - off >= RECORD_HEADER_LENGTH:
+            ctype = buf[off]
+            version = buf[off + 1] << 8 | buf[off + 2]
+            length = buf[off + 3] << 8 | buf[off + 4]
             if (
                 ctype < CONTENT_TYPE_CHANGE_CIPHER_SPEC
                 or ctype > CONTENT_TYPE_HEARTBEAT
@@ -773,20 +781,24 @@ class TlsAnalyzer:
             ):
                 self._malformed(
                     from_client,
-                    f"record header {bytes(buf[off : off + 5]).hex()} at direction offset "
-                    f"{seen - len(buf) + off}",
+                    f"record header {buf[off : off + 5].hex()} at direction offset "
+                    f"{seen - n + off}",
                 )
                 return
             end = off + RECORD_HEADER_LENGTH + length
-            if end > len(buf):
+            if end > n:
                 break
             if ctype == CONTENT_TYPE_HANDSHAKE:
-                self._handshake(from_client, buf[off + RECORD_HEADER_LENGTH : end], ts_ns)
+                self._handshake(from_client, buf, off + RECORD_HEADER_LENGTH, end, ts_ns)
             else:
                 # ChangeCipherSpec, Alert, ApplicationData, Heartbeat: the cleartext part is over.
                 self._done = True
             off = end
-        del buf[:off]
+        rest = buf[off:] if off < n and not self._done else b""
+        if from_client:
+            self._rec_client = rest
+        else:
+            self._rec_server = rest
         if not self._done and seen > MAX_HANDSHAKE_BYTES:
             self._ctx.anomaly(
                 ANOMALY_HANDSHAKE_TOO_LARGE,
@@ -800,27 +812,35 @@ class TlsAnalyzer:
 
     def close(self) -> None:
         self._done = True
-        for buf in (*self._records.values(), *self._hs.values()):
-            buf.clear()
+        self._rec_client = self._rec_server = self._hs_client = self._hs_server = b""
 
     def _malformed(self, from_client: bool, detail: str) -> None:
         self._ctx.anomaly(ANOMALY_MALFORMED, f"{side(from_client)}: {detail}")
         self._done = True
 
-    def _handshake(self, from_client: bool, fragment: bytearray, ts_ns: int) -> None:
-        hs = self._hs[from_client]
-        hs += fragment
-        off = 0
-        while not self._done and len(hs) - off >= HANDSHAKE_HEADER_LENGTH:
-            msg_type, high, low = UNPACK_HANDSHAKE_HEADER(hs, off)
-            end = off + HANDSHAKE_HEADER_LENGTH + (high << 16 | low)
-            if end > len(hs):
+    def _handshake(self, from_client: bool, buf: bytes, start: int, stop: int, ts_ns: int) -> None:
+        """The handshake fragment ``buf[start:stop]`` (one record's body) of a direction."""
+        pending = self._hs_client if from_client else self._hs_server
+        if pending:
+            hs = pending + buf[start:stop]
+            off = 0
+            stop = len(hs)
+        else:
+            hs = buf
+            off = start
+        while not self._done and stop - off >= HANDSHAKE_HEADER_LENGTH:
+            msg_type = hs[off]
+            length = hs[off + 1] << 16 | hs[off + 2] << 8 | hs[off + 3]
+            end = off + HANDSHAKE_HEADER_LENGTH + length
+            if end > stop:
                 break
-            self._message(
-                from_client, msg_type, bytes(hs[off + HANDSHAKE_HEADER_LENGTH : end]), ts_ns
-            )
+            self._message(from_client, msg_type, hs[off + HANDSHAKE_HEADER_LENGTH : end], ts_ns)
             off = end
-        del hs[:off]
+        rest = hs[off:stop] if off < stop and not self._done else b""
+        if from_client:
+            self._hs_client = rest
+        else:
+            self._hs_server = rest
 
     def _message(self, from_client: bool, msg_type: int, body: bytes, ts_ns: int) -> None:
         observe = self._ctx.observe
