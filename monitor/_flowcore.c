@@ -198,6 +198,7 @@ typedef struct {
     PyObject *obs_syn;      /* ObservationCollector.syn or NULL */
     PyObject *obs_datagram; /* ObservationCollector.datagram or NULL */
     Gen gens[2];
+    Gen syn_seen; /* SYN-ACK traits already handed to obs_syn (never forgotten, as there) */
     int cur;
     int64_t rotate_at;
     Slot *slots;
@@ -496,7 +497,8 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
     c->obs_datagram = obs == Py_None ? NULL : Py_NewRef(obs);
     c->bypassed = bypassed == Py_None ? NULL : Py_NewRef(bypassed);
     c->obs_syn = obs_syn == Py_None ? NULL : Py_NewRef(obs_syn);
-    if (gen_init(&c->gens[0], 4096) < 0 || gen_init(&c->gens[1], 4096) < 0)
+    if (gen_init(&c->gens[0], 4096) < 0 || gen_init(&c->gens[1], 4096) < 0 ||
+        gen_init(&c->syn_seen, 1024) < 0)
         return -1;
     c->cur = 0;
     c->rotate_at = 0;
@@ -540,6 +542,7 @@ static void Core_dealloc(Core *c) {
     Core_clear(c);
     gen_free(&c->gens[0]);
     gen_free(&c->gens[1]);
+    gen_free(&c->syn_seen);
     PyMem_Free(c->slots);
     PyMem_Free(c->ents);
     PyMem_Free(c->dirty);
@@ -879,7 +882,9 @@ static int parse(const uint8_t *d, Py_ssize_t n, Pkt *p) {
 #define ACK 0x10
 
 /* A SYN-ACK from the server, as FlowTable._frame takes it: the server's ISN, and its traits to
- * the observer. */
+ * the observer. The observer reads the traits of one sender, TTL, window and first option
+ * bytes once per run (ObservationCollector.syn); a SYN-ACK whose key it was handed before is
+ * not handed again (the key here holds the same fields, each with its length). */
 static int synack(Core *c, PyObject *flow, PyObject *o_ts, const uint8_t *d, const Pkt *p) {
     PyObject *isn = PyLong_FromUnsignedLong(p->seq);
     if (!isn)
@@ -888,6 +893,24 @@ static int synack(Core *c, PyObject *flow, PyObject *o_ts, const uint8_t *d, con
     Py_DECREF(isn);
     if (r < 0 || !c->obs_syn)
         return r;
+    if (!o_ts)
+        return -1;
+    uint8_t key[SIG_MAX];
+    size_t alen = (p->klen - 4) / 2, k = 0;
+    Py_ssize_t hl = p->poff - p->l4;
+    size_t opt = hl > 24 ? 4 : hl > 20 ? (size_t)(hl - 20) : 0;
+    key[k++] = (uint8_t)alen;
+    memcpy(key + k, p->key, alen); /* the sender: the packet's source address */
+    k += alen;
+    key[k++] = (uint8_t)p->ttl;
+    key[k++] = (uint8_t)(hl > 255 ? 255 : hl);
+    memcpy(key + k, d + p->l4 + 14, 2); /* window */
+    k += 2;
+    memcpy(key + k, d + p->l4 + 20, opt);
+    k += opt;
+    uint64_t h = hash_bytes(key, k);
+    if (gen_has(&c->syn_seen, h, key, k))
+        return 0;
     Py_INCREF(flow);
     PyObject *ttl = PyLong_FromLong(p->ttl);
     PyObject *hdr = PyBytes_FromStringAndSize((const char *)d + p->l4, p->poff - p->l4);
@@ -902,7 +925,7 @@ static int synack(Core *c, PyObject *flow, PyObject *o_ts, const uint8_t *d, con
     if (!res)
         return -1;
     Py_DECREF(res);
-    return 0;
+    return gen_add(&c->syn_seen, h, key, k);
 }
 /* ---- records: a chunk's pcap records, unboxed ------------------------------------------ */
 

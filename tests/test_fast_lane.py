@@ -210,3 +210,44 @@ def test_flush_empties_the_table_at_once() -> None:
         table.flush()
         again = [shifted(f.row(1)) for f in ended]
         assert again == [(r[2], r[3], *r[4:]) for r in first]
+
+
+def test_synack_traits_are_read_once_per_sender_and_variant() -> None:
+    """The fast lane hands a SYN-ACK's traits to the observer once per sender, TTL, window and
+    first option bytes, as the observer reads them: repeats are not handed over, and every
+    variant is. A server's handshake is replayed on new client ports with its TTL, window or
+    options changed."""
+    frames = [f for f in _frames([PCAPS / "generic" / "http.pcap"]) if f[1] == 1]
+    syn = next(f for f in frames if f[2][23] == 6 and f[2][47] & 0x12 == 0x02)
+    synack = next(f for f in frames if f[2][23] == 6 and f[2][47] & 0x12 == 0x12)
+    ack = next(
+        f for f in frames if f[2][23] == 6 and f[2][47] == 0x10 and f[2][26:30] == syn[2][26:30]
+    )
+    assert synack[2][46] >> 4 > 5  # the SYN-ACK has options
+
+    def edit(data: bytes, at: int, value: bytes) -> bytes:
+        return data[:at] + value + data[at + len(value) :]
+
+    variants = [
+        lambda d: d,
+        lambda d: d,  # a repeat
+        lambda d: edit(d, 22, bytes([d[22] - 1])),  # another TTL
+        lambda d: edit(d, 48, b"\x12\x34"),  # another window
+        lambda d: edit(d, 54, bytes([d[54] ^ 0x01])),  # other first option bytes
+    ]
+    replayed: list[Frame] = []
+    ts = syn[0]
+    for i, variant in enumerate(variants):
+        port = (40000 + i).to_bytes(2, "big")
+        for f, at in ((syn, 34), (synack, 36), (ack, 34)):
+            ts += 1000
+            data = edit(f[2], at, port)
+            replayed.append((ts, 1, variant(data) if f is synack else data, f[3]))
+    out = _same(replayed)
+    synack = [row for row in out["observations"] if row[5].startswith("tcp.synack_")]
+    # Read once per variant: four reads of the TTL (all round up to one initial TTL); the
+    # repeat is not read again.
+    assert [row[8] for row in synack if row[5] == "tcp.synack_ttl"] == [4]
+    windows = {row[6] for row in synack if row[5] == "tcp.synack_window"}
+    assert len(windows) == 2 and str(0x1234) in windows
+    assert len({row[6] for row in synack if row[5] == "tcp.synack_options"}) == 2
