@@ -574,22 +574,6 @@ class StreamManager:
             seq = (seq + 1) & SEQ_MASK  # the SYN occupies one sequence number before the data
         st.ts_ns = ts_ns
         r = st.client if from_client else st.server
-        if r is not None and payload and not flags & FIN and r.take_next(seq, payload):
-            # In order, the common case: straight to the analyzer, without the event list.
-            try:
-                self._give(st, from_client, payload, ts_ns)
-            except Exception as exc:
-                self._analyzer_failed(flow, st, exc)
-                return
-            if st.analyzer.done:
-                self._close_analyzer(flow, st)
-                return
-            skip = st.skip_client if from_client else st.skip_server
-            nxt = r.next_seq
-            if skip and self.bypass is not None and nxt is not None:
-                # Nothing is buffered (take_next): the skipped bytes start at the next seq.
-                self.bypass(flow.ckey, from_client, nxt, skip)
-            return
         missed = 0
         if r is None:
             if not payload:
@@ -608,6 +592,22 @@ class StreamManager:
                 st.client = r
             else:
                 st.server = r
+        if not missed and payload and not flags & FIN and r.take_next(seq, payload):
+            # In order, the common case: straight to the analyzer, without the event list.
+            try:
+                self._give(st, from_client, payload, ts_ns)
+            except Exception as exc:
+                self._analyzer_failed(flow, st, exc)
+                return
+            if st.analyzer.done:
+                self._close_analyzer(flow, st)
+                return
+            skip = st.skip_client if from_client else st.skip_server
+            nxt = r.next_seq
+            if skip and self.bypass is not None and nxt is not None:
+                # Nothing is buffered (take_next): the skipped bytes start at the next seq.
+                self.bypass(flow.ckey, from_client, nxt, skip)
+            return
         events = r.add(seq, payload, bool(flags & FIN))
         if missed:
             events.insert(0, (GAP, missed))  # the segment(s) probed before the claim
