@@ -982,7 +982,7 @@ typedef struct {
     PyObject *buf; /* bytes */
     Py_ssize_t start, stop, count;
     int big;
-    long long frac, last_ts;
+    long long frac, first_ts, last_ts, wirelen;
     long linktype;
 } Records;
 
@@ -1046,12 +1046,20 @@ static PyObject *Records_iter(Records *r) {
     return it;
 }
 
+static PyObject *Records_first_ts(Records *r, void *unused) {
+    return PyLong_FromLongLong(r->first_ts);
+}
+
 static PyObject *Records_last_ts(Records *r, void *unused) { return PyLong_FromLongLong(r->last_ts); }
+
+static PyObject *Records_wirelen(Records *r, void *unused) { return PyLong_FromLongLong(r->wirelen); }
 
 static PySequenceMethods Records_seq = {.sq_length = (lenfunc)Records_len};
 
 static PyGetSetDef Records_getset[] = {
+    {"first_ts", (getter)Records_first_ts, NULL, "capture time (ns) of the first record", NULL},
     {"last_ts", (getter)Records_last_ts, NULL, "capture time (ns) of the last record", NULL},
+    {"wirelen", (getter)Records_wirelen, NULL, "the records' original lengths, summed", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -1399,7 +1407,7 @@ static PyObject *scan_records(PyObject *const *args, Py_ssize_t nargs, const cha
     r->big = big;
     r->frac = frac;
     r->linktype = linktype;
-    r->last_ts = 0;
+    r->first_ts = r->last_ts = r->wirelen = 0;
     *absurd = -1;
     while (off + 16 <= n) {
         const uint8_t *h = b + off;
@@ -1412,7 +1420,9 @@ static PyObject *scan_records(PyObject *const *args, Py_ssize_t nargs, const cha
         if (stop > n)
             break;
         r->last_ts = (long long)rd32(h, big) * 1000000000LL + (long long)rd32(h + 4, big) * frac;
-        r->count++;
+        if (!r->count++)
+            r->first_ts = r->last_ts;
+        r->wirelen += rd32(h + 12, big);
         off = stop;
     }
     r->stop = off;

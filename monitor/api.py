@@ -727,20 +727,31 @@ def sniff(
     busy = threading.Lock()
     flusher_error: list[BaseException] = []
 
-    def frames() -> Iterator[tuple[int, int, bytes, int]]:
+    def frames() -> Iterator[Any]:
         nonlocal ring
-        for n, frame in enumerate(live.frames(unlocked=busy), 1):
+        n = 0
+        # Frames, or blocks of a read's frames (the C record loop): a block is counted whole
+        # here, and the flow table takes it as it is.
+        for item in live.frames(unlocked=busy, blocks=True):
+            if item.__class__ is tuple:
+                k, first, last, wirelen = 1, item[0], item[0], item[3]
+                each: Any = (item,)
+            else:
+                k, first, last, wirelen = len(item), item.first_ts, item.last_ts, item.wirelen
+                each = item
             if span[0] is None:
-                span[0] = frame[0]
-            span[1] = frame[0]
-            counted[1] += frame[3]
+                span[0] = first
+            span[1] = last
+            counted[1] += wirelen
             if keep_pcap is not None:
-                if ring is None:
-                    ring = PcapRing(Path(keep_pcap), keep_minutes, linktype=frame[1])
-                ring.write(frame[0], frame[2], frame[3])
-            counted[0] = n
-            yield frame
-            if not n & PENDING_CHECK_MASK and writer.pending_rows >= FLUSH_PENDING_ROWS:
+                for ts, linktype, data, wl in each:
+                    if ring is None:
+                        ring = PcapRing(Path(keep_pcap), keep_minutes, linktype=linktype)
+                    ring.write(ts, data, wl)
+            counted[0] = n = n + k
+            yield item
+            every = PENDING_CHECK_MASK + 1
+            if (n - k) // every != n // every and writer.pending_rows >= FLUSH_PENDING_ROWS:
                 write(final=False)
 
     def flusher() -> None:

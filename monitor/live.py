@@ -79,9 +79,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
-from monitor.source import PCAP_MAGIC_NS, CaptureError, CaptureReader, Frame
+from monitor.source import PCAP_MAGIC_NS, CaptureError, CaptureReader
 
 __all__ = [
     "CaptureStats",
@@ -363,7 +363,9 @@ class LiveCapture:
             "dropped_interface": s.dropped_interface,
         }
 
-    def frames(self, unlocked: threading.Lock | None = None) -> Iterator[Frame]:
+    def frames(
+        self, unlocked: threading.Lock | None = None, *, blocks: bool = False
+    ) -> Iterator[Any]:
         """The captured frames ``(ts_ns, linktype, data, wirelen)``, until tcpdump exits.
 
         Call once, after :meth:`start`. Blocks until tcpdump has written the pcap header (at
@@ -373,6 +375,11 @@ class LiveCapture:
         the pipe (and only then; a read waits there while the capture is quiet), so that
         another thread can use what it guards between chunks and whenever the capture is idle
         (``medmon sniff``'s periodic writes).
+
+        ``blocks``: each read's frames as one block where the C record loop reads them
+        (:meth:`monitor.source.CaptureReader.batches`: a ``_flowcore.Records``, which the flow
+        table counts without an object per frame; iterating one gives its frames), frames one
+        by one otherwise.
         """
         proc = self._proc
         if proc is None or proc.stdout is None:
@@ -392,10 +399,10 @@ class LiveCapture:
             raise LiveCaptureError(self.iface, f"capture pipe: {e.reason}") from None
         reader.path = reader.stats.path = self.iface
         self.reader = reader
-        return self._until_the_pipe_ends(reader)
+        return self._until_the_pipe_ends(reader.batches() if blocks else iter(reader))
 
-    def _until_the_pipe_ends(self, reader: CaptureReader) -> Iterator[Frame]:
-        yield from reader
+    def _until_the_pipe_ends(self, items: Iterator[Any]) -> Iterator[Any]:
+        yield from items
         self._pipe_ended = True
 
     def request_stats(self, wait: float = 0.0) -> CaptureStats:

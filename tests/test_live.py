@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from monitor import flows as flows_module
 from monitor.live import (
     BLOCK_HANDOVER,
     CaptureStats,
@@ -492,6 +493,28 @@ def test_counters_parsed_from_tcpdump_lines(tmp_path: Path) -> None:
     assert cap.messages[0].startswith("tcpdump: listening on fake0")
     assert not cap.running
     assert cap.request_stats() == final  # no signal once tcpdump is gone
+
+
+def test_frames_in_blocks(tmp_path: Path) -> None:
+    """``frames(blocks=True)``: each read's frames as one block the flow table counts as it
+    is (with the C record loop), with the first and last capture times and the wire bytes
+    a live run records; iterating a block gives its frames."""
+    fake = tmp_path / "tcpdump"
+    fake.write_text(FAKE_TCPDUMP.replace("PYTHON", sys.executable))
+    fake.chmod(0o755)
+    with LiveCapture("fake0", tcpdump=str(fake)) as cap:
+        items = cap.frames(blocks=True)
+        first = next(items)
+        cap.stop()
+        rest = list(items)
+    frame = (1_000_000_002, 1, b"abc", 60)
+    if flows_module._flowcore is None:
+        assert first == frame
+    else:
+        assert isinstance(first, flows_module._flowcore.Records)
+        assert list(first) == [frame] and len(first) == 1
+        assert (first.first_ts, first.last_ts, first.wirelen) == (1_000_000_002,) * 2 + (60,)
+    assert rest == []
 
 
 def test_failure_when_the_interface_disappears(veth: tuple[str, str]) -> None:

@@ -160,6 +160,7 @@ def test_live_capture_records_what_a_replay_of_the_same_traffic_records(
 ) -> None:
     live_db, replay_db = str(tmp_path / "live.duckdb"), str(tmp_path / "replay.duckdb")
     evidence = tmp_path / "evidence"
+    started_at = time.time()
     proc = lab.sniff(
         live_db, "--flush-every", "1", "-q", "--keep-pcap", str(evidence), "--policy", POLICY
     )
@@ -180,6 +181,10 @@ def test_live_capture_records_what_a_replay_of_the_same_traffic_records(
     assert (command, source, dropped) == ("sniff", f"live:{lab.if_a}", 0)
     assert received >= packets == _query(replay_db, "SELECT packets FROM runs")[0][0]
     assert flushes >= 2 and finished is not None
+    # The frames' bytes, and the capture times of the first and the last (the live clock).
+    ((nbytes, first, last),) = _query(live_db, "SELECT bytes, first_ts, last_ts FROM runs")
+    assert nbytes == _query(replay_db, "SELECT bytes FROM runs")[0][0]
+    assert started_at <= first.timestamp() <= last.timestamp() <= time.time()
     # --keep-pcap kept every frame as evidence, readable as any capture.
     kept = 0
     for path in sorted(evidence.glob("medmon-*.pcap")):
