@@ -743,7 +743,8 @@ class TlsAnalyzer:
         self._done = False
         # Per direction: the bytes of a record not complete yet, and of a handshake message
         # not complete yet. Usually empty: records and messages are read where they lie in the
-        # delivered bytes, and only a part cut by a segment (or record) boundary is kept.
+        # delivered bytes, and only a part cut by a segment (or record) boundary is kept, and
+        # joined again with the next (a copy each time, bounded by MAX_HANDSHAKE_BYTES).
         self._rec_client = b""
         self._rec_server = b""
         self._hs_client = b""
